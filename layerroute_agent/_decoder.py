@@ -1,0 +1,98 @@
+"""The one place that knows how transformers decoder internals are called.
+
+Everything else in the package drives decoder blocks through :func:`call_block`, reads the
+embedding, final norm, rotary embedding and LM head through :class:`DecoderParts`, and uses
+:class:`BlockKVCache` as the KV cache. Supported: transformers 5.x decoders whose blocks live in
+``model.model.layers`` (Qwen2, Llama and their relatives).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DecoderParts:
+    """The pieces of a decoder-only causal LM that the routed forward drives by hand."""
+
+    embed_tokens: nn.Module
+    layers: nn.ModuleList
+    norm: nn.Module
+    rotary_emb: nn.Module
+    lm_head: nn.Module
+
+    @classmethod
+    def of(cls, model: nn.Module) -> DecoderParts:
+        """Find the parts on a Hugging Face causal LM, or raise ``TypeError`` naming what is missing."""
+        inner = getattr(model, "model", None)
+        missing = [name for name in ("embed_tokens", "layers", "norm", "rotary_emb") if not hasattr(inner, name)]
+        if inner is None or missing or not hasattr(model, "lm_head"):
+            raise TypeError(
+                f"{type(model).__name__} is not a supported decoder: expected model.model.layers, "
+                f"model.model.embed_tokens/norm/rotary_emb and model.lm_head (missing: {missing or ['lm_head']}). "
+                "Qwen2 and Llama style models are supported."
+            )
+        return cls(inner.embed_tokens, inner.layers, inner.norm, inner.rotary_emb, model.lm_head)
+
+
+class BlockKVCache:
+    """A KV cache keyed by block index, in which a block that never runs allocates nothing.
+
+    Attention modules call ``update`` with their ``layer_idx``; keys and values are appended along the
+    sequence axis. Rows may differ between blocks (a block run by a subset of the batch stores only
+    those rows), because every block keeps its own row set for the whole generation step.
+    """
+
+    def __init__(self) -> None:
+        self._keys: dict[int, torch.Tensor] = {}
+        self._values: dict[int, torch.Tensor] = {}
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int,
+               *args: object, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append ``(B, H_kv, T, d)`` keys and values for one block and return the whole cached pair."""
+        if layer_idx in self._keys:
+            key_states = torch.cat([self._keys[layer_idx], key_states], dim=-2)
+            value_states = torch.cat([self._values[layer_idx], value_states], dim=-2)
+        self._keys[layer_idx] = key_states
+        self._values[layer_idx] = value_states
+        return key_states, value_states
+
+    def cached_blocks(self) -> list[int]:
+        """Return the indices of blocks that hold cache entries."""
+        return sorted(self._keys)
+
+    def seq_length(self, layer_idx: int) -> int:
+        """Return how many positions block ``layer_idx`` has cached (0 when it never ran)."""
+        keys = self._keys.get(layer_idx)
+        return 0 if keys is None else keys.shape[-2]
+
+
+@lru_cache(maxsize=None)
+def _cache_argument_name(layer_type: type) -> str:
+    # transformers 5.x renamed the decoder layer's `past_key_values` argument to `cache`.
+    parameters = inspect.signature(layer_type.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+def call_block(layer: nn.Module, hidden_states: torch.Tensor, position_embeddings: tuple[torch.Tensor, torch.Tensor],
+               attention_mask: torch.Tensor | None, position_ids: torch.Tensor,
+               cache: BlockKVCache | None) -> torch.Tensor:
+    """Run one decoder block and return its ``(B, T, D)`` output hidden states."""
+    kwargs = {_cache_argument_name(type(layer)): cache}
+    output = layer(
+        hidden_states,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=cache is not None,
+        position_embeddings=position_embeddings,
+        **kwargs,
+    )
+    return output[0] if isinstance(output, tuple) else output
+
+
+__all__ = ["BlockKVCache", "DecoderParts", "call_block"]

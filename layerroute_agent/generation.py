@@ -1,0 +1,147 @@
+"""Token-by-token generation on a :class:`~layerroute_agent.routing.RoutedCausalLM`, one row at a time.
+
+Data flow: prompt ids -> routed prefill (routing decided here) -> sample -> routed decode per token,
+reusing the KV cache of the blocks that run -> stop on an end-of-turn token, a stop string or the token
+limit. :func:`stream_tokens` yields each new piece of text as it is decoded, and the final
+:class:`GenerationResult` carries timings and the routing decisions for the compute record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from layerroute_agent.routing import RouteOverride, RoutedCausalLM, StepDecisions
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Sampling and stopping settings of one generation call."""
+
+    max_new_tokens: int = 512
+    """Upper bound on generated tokens."""
+    temperature: float = 0.0
+    """0 means greedy decoding."""
+    top_p: float = 1.0
+    """Nucleus sampling mass, in (0, 1]."""
+    seed: int | None = None
+    """Seed of this call's own random generator (sampling only)."""
+    stop: tuple[str, ...] = ()
+    """Strings that end generation; the text is cut before the first one."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.max_new_tokens < 1:
+            problems.append(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            problems.append(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            problems.append(f"top_p must be in (0, 1], got {self.top_p}")
+        if problems:
+            raise ValueError("Invalid GenerationConfig: " + "; ".join(problems))
+
+
+@dataclass
+class GenerationResult:
+    """Everything one generation call produced."""
+
+    text: str
+    token_ids: list[int]
+    finish_reason: str
+    """``"stop"`` (end-of-turn token or stop string) or ``"length"``."""
+    prompt_tokens: int
+    decisions: StepDecisions
+    prefill_seconds: float
+    decode_seconds: float
+    decode_calls: int
+    """Number of single-token decode forwards run after prefill."""
+    stop_token_ids: set[int] = field(default_factory=set)
+
+
+def _end_token_ids(tokenizer: PreTrainedTokenizerBase, generation_config: object | None) -> set[int]:
+    ids: set[int] = set()
+    for source in (getattr(generation_config, "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(source, int):
+            ids.add(source)
+        elif isinstance(source, Sequence):
+            ids.update(int(i) for i in source)
+    for token in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>"):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
+            ids.add(token_id)
+    return ids
+
+
+def _sample(logits: torch.Tensor, config: GenerationConfig, generator: torch.Generator | None) -> int:
+    """Pick the next token from ``(V,)`` logits."""
+    if config.temperature == 0:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits / config.temperature, dim=-1)
+    if config.top_p < 1:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        # Keep the smallest prefix whose mass reaches top_p (the first token is always kept).
+        keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < config.top_p
+        probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def _cut_at_stop(text: str, stop: tuple[str, ...]) -> str | None:
+    hits = [text.index(s) for s in stop if s and s in text]
+    return text[: min(hits)] if hits else None
+
+
+def stream_tokens(routed: RoutedCausalLM, tokenizer: PreTrainedTokenizerBase, prompt_ids: list[int],
+                  config: GenerationConfig, override: RouteOverride | None = None
+                  ) -> Iterator[str | GenerationResult]:
+    """Generate a reply for one prompt, yielding text pieces and finally a :class:`GenerationResult`.
+
+    Text is decoded with special tokens kept (``<tool_call>`` is a special token in Qwen2.5), and the
+    end-of-turn token itself is not part of the text.
+    """
+    device = next(routed.parameters()).device
+    end_ids = _end_token_ids(tokenizer, getattr(routed.model, "generation_config", None))
+    generator = None
+    if config.seed is not None:
+        generator = torch.Generator(device=device).manual_seed(config.seed)
+    input_ids = torch.tensor([prompt_ids], device=device)
+    started = time.perf_counter()
+    logits, state = routed.prefill(input_ids, torch.ones_like(input_ids), override=override)
+    prefill_seconds = time.perf_counter() - started
+    generated: list[int] = []
+    text, emitted, finish_reason, decode_calls = "", "", "length", 0
+    started = time.perf_counter()
+    while len(generated) < config.max_new_tokens:
+        token = _sample(logits[0], config, generator)
+        if token in end_ids:
+            finish_reason = "stop"
+            break
+        generated.append(token)
+        text = tokenizer.decode(generated, skip_special_tokens=False)
+        cut = _cut_at_stop(text, config.stop)
+        if cut is not None:
+            text, finish_reason = cut, "stop"
+        # Hold back a trailing replacement character: the next token may complete a UTF-8 sequence.
+        ready = text if cut is not None else text.rstrip("\ufffd")
+        if len(ready) > len(emitted) and ready.startswith(emitted):
+            yield ready[len(emitted):]
+            emitted = ready
+        if cut is not None or len(generated) == config.max_new_tokens:
+            break
+        logits = routed.decode(torch.tensor([[token]], device=device), state)
+        decode_calls += 1
+    decode_seconds = time.perf_counter() - started
+    final_text = text
+    if len(final_text) > len(emitted):
+        yield final_text[len(emitted):]
+    yield GenerationResult(
+        text=final_text, token_ids=generated, finish_reason=finish_reason, prompt_tokens=len(prompt_ids),
+        decisions=state.decisions, prefill_seconds=prefill_seconds, decode_seconds=decode_seconds,
+        decode_calls=decode_calls, stop_token_ids=end_ids,
+    )
+
+
+__all__ = ["GenerationConfig", "GenerationResult", "stream_tokens"]

@@ -1,0 +1,76 @@
+"""Rank-8 LoRA on the attention projections (q, k, v, o), through peft, and its merge for inference.
+
+LoRA's B matrix starts at zero, so a freshly attached adapter leaves every logit unchanged. At
+inference the adapter is merged into the base weights and the peft wrappers are removed, so a merged
+model runs at base speed and its FLOPs carry no LoRA term.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from peft import LoraConfig, inject_adapter_in_model
+from peft.tuners.lora import LoraLayer
+from torch import nn
+
+ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA hyperparameters."""
+
+    rank: int = 8
+    """Rank ``r`` of the update ``B @ A``."""
+    alpha: float = 16.0
+    """Scale numerator: the update is multiplied by ``alpha / rank``."""
+    dropout: float = 0.0
+    """Dropout on the LoRA input while training."""
+    targets: tuple[str, ...] = ATTENTION_PROJECTIONS
+    """Module names that get an adapter."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.rank, int) or self.rank < 1:
+            raise ValueError(f"LoraSettings.rank must be a positive integer, got {self.rank!r}")
+        if self.alpha <= 0:
+            raise ValueError(f"LoraSettings.alpha must be > 0, got {self.alpha}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"LoraSettings.dropout must be in [0, 1), got {self.dropout}")
+
+
+def attach_lora(model: nn.Module, settings: LoraSettings | None = None) -> nn.Module:
+    """Add LoRA modules to ``model`` in place, freeze every base weight, and return ``model``."""
+    settings = settings or LoraSettings()
+    config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                        target_modules=list(settings.targets), bias="none")
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    inject_adapter_in_model(config, model)
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_("lora_" in name)
+    return model
+
+
+def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Return the LoRA weights of ``model`` keyed by parameter name."""
+    return {name: p.detach().cpu() for name, p in model.named_parameters() if "lora_" in name}
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Fold every LoRA update into its base weight and put the plain base module back; returns ``model``."""
+    wrapped = [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLayer)]
+    for name, module in wrapped:
+        module.merge()
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, module.get_base_layer())
+    return model
+
+
+def has_unmerged_lora(model: nn.Module) -> bool:
+    """Whether ``model`` still carries LoRA modules that run beside the base weights."""
+    return any(isinstance(module, LoraLayer) for module in model.modules())
+
+
+__all__ = ["ATTENTION_PROJECTIONS", "LoraSettings", "attach_lora", "has_unmerged_lora", "lora_state_dict", "merge_lora"]

@@ -1,0 +1,123 @@
+"""The loaded, routed model shared by every chat model instance with the same settings.
+
+A :class:`RoutedRuntime` holds the routed model, its tokenizer and its FLOPs counter. One runtime
+exists per (model spec, adapter, dtype, device); it keeps no per-call state, so several threads can
+generate with it at once. :meth:`RoutedRuntime.run_step` turns a prompt into a reply and its
+:class:`~layerroute_agent.compute_report.StepRecord`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from layerroute_agent.adapter import load_adapter
+from layerroute_agent.compute_report import Mode, StepRecord
+from layerroute_agent.flops import FlopsCounter, ModelShape
+from layerroute_agent.generation import GenerationConfig, GenerationResult, stream_tokens
+from layerroute_agent.loading import DEFAULT_MODEL, load_model
+from layerroute_agent.lora import has_unmerged_lora
+from layerroute_agent.routing import RouteOverride, RoutedCausalLM
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ADAPTER = "default"
+"""Adapter value that selects the adapter shipped for the default model, if the package has one."""
+
+
+def shipped_adapter_path() -> Path | None:
+    """Return the folder of the adapter shipped for the default model, or ``None`` when none is shipped."""
+    folder = Path(str(resources.files("layerroute_agent") / "adapters" / "qwen2.5-coder-0.5b-instruct"))
+    return folder if (folder / "adapter_config.json").is_file() else None
+
+
+def resolve_adapter(model_spec: str, adapter: str | None) -> str | None:
+    """Map the ``adapter`` setting to a folder path, or ``None`` for untrained routers."""
+    if adapter is None:
+        return None
+    if adapter == DEFAULT_ADAPTER:
+        shipped = shipped_adapter_path() if model_spec == DEFAULT_MODEL else None
+        return str(shipped) if shipped else None
+    if not Path(adapter).is_dir():
+        raise FileNotFoundError(f"adapter {adapter!r} is not a folder; pass an adapter folder, 'default' or None")
+    return adapter
+
+
+@dataclass
+class RoutedRuntime:
+    """A routed model ready to generate, with what the compute records need."""
+
+    routed: RoutedCausalLM
+    tokenizer: PreTrainedTokenizerBase
+    model_name: str
+    adapter: str | None
+    counter: FlopsCounter
+    full_counter: FlopsCounter
+
+    @property
+    def routing_label(self) -> str:
+        """``learnt`` with a trained adapter, else ``untrained`` (every block runs: the base model)."""
+        return "learnt" if self.adapter else "untrained"
+
+    def run_step(self, prompt_ids: list[int], config: GenerationConfig, route_all: bool = False
+                 ) -> Iterator[str | GenerationResult]:
+        """Generate one reply; yields text pieces, then the :class:`GenerationResult`."""
+        override = RouteOverride.run_all() if route_all else None
+        return stream_tokens(self.routed, self.tokenizer, prompt_ids, config, override)
+
+    def step_record(self, result: GenerationResult, mode: Mode, tool_calls: list[str], route_all: bool) -> StepRecord:
+        """Build the compute record of one finished step (batch row 0)."""
+        blocks_run = result.decisions.blocks_run(0)
+        routers = 0 if route_all else self.routed.num_blocks
+        prompt, decoded = result.prompt_tokens, result.decode_calls
+        return StepRecord(
+            mode=mode,
+            model_name=self.model_name,
+            routing="override" if route_all else self.routing_label,
+            blocks_run=blocks_run,
+            blocks_skipped=result.decisions.blocks_skipped(0),
+            flops_executed=self.counter.step(prompt, decoded, len(blocks_run), routers),
+            flops_full=self.full_counter.step(prompt, decoded, self.routed.num_blocks, 0),
+            tokens_in=prompt,
+            tokens_out=len(result.token_ids),
+            prefill_seconds=result.prefill_seconds,
+            decode_seconds=result.decode_seconds,
+            tool_calls=tool_calls,
+        )
+
+
+_runtimes: dict[tuple[str, str | None, str, str], RoutedRuntime] = {}
+_runtimes_lock = threading.Lock()
+
+
+def _build_runtime(spec: str, adapter_path: str | None, dtype: str, device: str) -> RoutedRuntime:
+    loaded = load_model(spec, dtype=dtype, device=device)
+    routers = load_adapter(adapter_path, loaded.model, spec) if adapter_path else None
+    if adapter_path is None:
+        logger.info("No trained routing adapter for %r: routers run every block, so this is the base model", spec)
+    routed = RoutedCausalLM(loaded.model, routers).eval()
+    shape = ModelShape.from_config(loaded.model.config)
+    lora_rank = 0
+    if has_unmerged_lora(loaded.model):
+        raise RuntimeError("LoRA should be merged before inference; load adapters through load_adapter")
+    return RoutedRuntime(routed, loaded.tokenizer, spec, adapter_path, FlopsCounter(shape, lora_rank), FlopsCounter(shape))
+
+
+def get_runtime(spec: str, adapter: str | None, dtype: str, device: str) -> RoutedRuntime:
+    """Return the shared runtime for these settings, loading it on first use."""
+    adapter_path = resolve_adapter(spec, adapter)
+    key = (spec, adapter_path, dtype, str(torch.device(device)))
+    with _runtimes_lock:
+        if key not in _runtimes:
+            _runtimes[key] = _build_runtime(spec, adapter_path, dtype, device)
+        return _runtimes[key]
+
+
+__all__ = ["DEFAULT_ADAPTER", "RoutedRuntime", "get_runtime", "resolve_adapter", "shipped_adapter_path"]

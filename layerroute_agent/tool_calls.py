@@ -1,0 +1,192 @@
+"""Tools into the prompt and tool calls out of the reply.
+
+Data flow: LangChain messages + bound tools -> template dicts -> the model's own chat template ->
+prompt ids. A reply's text -> :func:`parse_reply` -> content, ``tool_calls`` and ``invalid_tool_calls``.
+
+Qwen2.5 writes calls as ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` and sometimes as
+bare JSON; both forms are parsed, several calls per reply included. A call that cannot be used (bad
+JSON, no name, unknown tool, arguments that are not an object) becomes an invalid tool call with the
+reason, never an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages.tool import InvalidToolCall, ToolCall, invalid_tool_call, tool_call
+
+CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
+_TAGGED_CALL = re.compile(re.escape(CALL_OPEN) + r"(.*?)(?:" + re.escape(CALL_CLOSE) + r"|$)", re.DOTALL)
+_JSON_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+
+
+def _text_of(content: str | list[Any]) -> str:
+    if isinstance(content, str):
+        return content
+    parts = []
+    for block in content:
+        if isinstance(block, str):
+            parts.append(block)
+        elif isinstance(block, dict) and block.get("type") == "text":
+            parts.append(block.get("text", ""))
+    return "".join(parts)
+
+
+def _assistant_dict(message: AIMessage) -> dict[str, Any]:
+    calls = [{"type": "function", "function": {"name": c["name"], "arguments": c["args"]}} for c in message.tool_calls]
+    entry: dict[str, Any] = {"role": "assistant", "content": _text_of(message.content)}
+    if calls:
+        entry["tool_calls"] = calls
+    return entry
+
+
+def to_template_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+    """Convert LangChain messages into the role/content dicts that chat templates read.
+
+    Raises:
+        TypeError: for a message type with no chat-template role (the message names the type).
+    """
+    converted = []
+    for message in messages:
+        if isinstance(message, SystemMessage):
+            converted.append({"role": "system", "content": _text_of(message.content)})
+        elif isinstance(message, HumanMessage):
+            converted.append({"role": "user", "content": _text_of(message.content)})
+        elif isinstance(message, AIMessage):
+            converted.append(_assistant_dict(message))
+        elif isinstance(message, ToolMessage):
+            converted.append({"role": "tool", "content": _text_of(message.content), "name": message.name or ""})
+        else:
+            raise TypeError(
+                f"Unsupported message type {type(message).__name__}; use SystemMessage, HumanMessage, "
+                "AIMessage or ToolMessage"
+            )
+    return converted
+
+
+@dataclass
+class ParsedReply:
+    """A reply split into text and tool calls."""
+
+    content: str
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    invalid_tool_calls: list[InvalidToolCall] = field(default_factory=list)
+
+
+def _new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def _call_from_object(obj: Any, raw: str, allowed: set[str] | None) -> ToolCall | InvalidToolCall:
+    call_id = _new_call_id()
+    if not isinstance(obj, dict):
+        return invalid_tool_call(name=None, args=raw, id=call_id, error=f"expected a JSON object, got {type(obj).__name__}")
+    name = obj.get("name")
+    if not isinstance(name, str) or not name:
+        return invalid_tool_call(name=None, args=raw, id=call_id, error="the call has no 'name' string")
+    arguments = obj.get("arguments", obj.get("parameters", {}))
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except json.JSONDecodeError as err:
+            return invalid_tool_call(name=name, args=raw, id=call_id, error=f"'arguments' is not valid JSON: {err}")
+    if not isinstance(arguments, dict):
+        return invalid_tool_call(name=name, args=raw, id=call_id,
+                                 error=f"'arguments' must be a JSON object, got {type(arguments).__name__}")
+    if allowed is not None and name not in allowed:
+        return invalid_tool_call(name=name, args=raw, id=call_id,
+                                 error=f"unknown tool {name!r}; bound tools are {sorted(allowed)}")
+    return tool_call(name=name, args=arguments, id=call_id)
+
+
+def _add(parsed: ParsedReply, call: ToolCall | InvalidToolCall) -> None:
+    if call.get("type") == "invalid_tool_call":
+        parsed.invalid_tool_calls.append(call)  # type: ignore[arg-type]
+    else:
+        parsed.tool_calls.append(call)  # type: ignore[arg-type]
+
+
+def _parse_json_sequence(text: str) -> list[Any] | None:
+    """Decode one or more JSON values separated by whitespace; ``None`` if the text is not that."""
+    decoder, values, index = json.JSONDecoder(), [], 0
+    while index < len(text):
+        try:
+            value, index = decoder.raw_decode(text, index)
+        except json.JSONDecodeError:
+            return None
+        values.append(value)
+        while index < len(text) and text[index] in " \t\r\n,":
+            index += 1
+    return values
+
+
+def _looks_like_bare_call(text: str) -> bool:
+    return text.startswith("{") and '"name"' in text or text.startswith("[{")
+
+
+def _parse_bare(text: str, allowed: set[str] | None) -> ParsedReply | None:
+    fenced = _JSON_FENCE.match(text)
+    body = fenced.group(1) if fenced else text
+    if not (body.startswith("{") or body.startswith("[")):
+        return None
+    values = _parse_json_sequence(body)
+    if values is None:
+        if _looks_like_bare_call(body):
+            parsed = ParsedReply(content="")
+            parsed.invalid_tool_calls.append(
+                invalid_tool_call(name=None, args=body, id=_new_call_id(), error="the reply is a malformed JSON tool call")
+            )
+            return parsed
+        return None
+    objects = [item for value in values for item in (value if isinstance(value, list) else [value])]
+    if not objects or not all(isinstance(o, dict) and "name" in o for o in objects):
+        return None
+    parsed = ParsedReply(content="")
+    for obj in objects:
+        _add(parsed, _call_from_object(obj, json.dumps(obj), allowed))
+    return parsed
+
+
+def parse_reply(text: str, tool_names: Sequence[str] | None = None) -> ParsedReply:
+    """Split a model reply into content, tool calls and invalid tool calls.
+
+    Args:
+        text: the decoded reply, special tokens kept.
+        tool_names: names of the bound tools; a call to another name is invalid. ``None`` accepts any name.
+    """
+    allowed = set(tool_names) if tool_names is not None else None
+    if CALL_OPEN in text:
+        parsed = ParsedReply(content=_TAGGED_CALL.sub("", text).strip())
+        for match in _TAGGED_CALL.finditer(text):
+            raw = match.group(1).strip()
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError as err:
+                closed = match.group(0).endswith(CALL_CLOSE)
+                reason = f"invalid JSON in <tool_call>: {err}" if closed else "unterminated <tool_call> block"
+                parsed.invalid_tool_calls.append(invalid_tool_call(name=None, args=raw, id=_new_call_id(), error=reason))
+                continue
+            _add(parsed, _call_from_object(obj, raw, allowed))
+        return parsed
+    stripped = text.strip()
+    bare = _parse_bare(stripped, allowed) if tool_names is not None else None
+    return bare if bare is not None else ParsedReply(content=stripped)
+
+
+def may_hold_call(text: str) -> bool:
+    """Whether streamed text so far may turn out to be (or contain) a tool call, so it must be held back."""
+    stripped = text.lstrip()
+    return CALL_OPEN in text or stripped.startswith(("{", "[", "```")) or _partial_tag_at_end(text)
+
+
+def _partial_tag_at_end(text: str) -> bool:
+    return any(text.endswith(CALL_OPEN[:i]) for i in range(1, len(CALL_OPEN)))
+
+
+__all__ = ["CALL_CLOSE", "CALL_OPEN", "ParsedReply", "may_hold_call", "parse_reply", "to_template_messages"]

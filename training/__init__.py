@@ -1,0 +1,1 @@
+"""Training of routers and LoRA on agent traces (data, training loop, evaluation)."""
