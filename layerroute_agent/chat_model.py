@@ -139,7 +139,7 @@ class LayerRouteChat(BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "layerroute"
-        params["ls_model_name"] = self.model_name
+        params["ls_model_name"] = kwargs.get("model", self.model_name)
         params["ls_model_type"] = "chat"
         params["ls_temperature"] = kwargs.get("temperature", self.temperature)
         params["ls_max_tokens"] = kwargs.get("max_tokens", self.max_tokens)
@@ -200,7 +200,7 @@ class LayerRouteChat(BaseChatModel):
     def _iter_reply(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
                     ) -> Iterator[ChatGenerationChunk | ParsedReply]:
         """Yield the reply's chunks, then its :class:`ParsedReply` (for ``_generate``)."""
-        unknown = set(kwargs) - {"tools", "tool_choice", "max_tokens", "temperature", "top_p", "seed",
+        unknown = set(kwargs) - {"tools", "tool_choice", "max_tokens", "temperature", "top_p", "seed", "model",
                                  "ls_structured_output_format"}
         if unknown:
             warnings.warn(f"LayerRouteChat ignores unknown call arguments {sorted(unknown)}", LayerRouteWarning,
@@ -210,7 +210,8 @@ class LayerRouteChat(BaseChatModel):
         if choice == "none":
             tools = None
         prefix = _forced_prefix(choice) if tools else ""
-        runtime = self.runtime
+        model_spec = kwargs.get("model", self.model_name)
+        runtime = get_runtime(model_spec, self.adapter, self.dtype, self.device)
         route_all = not self.routing
         prompt_ids = self._prompt_ids(runtime, messages, tools, prefix)
         text, emitted, result = prefix, "", None
@@ -239,7 +240,7 @@ class LayerRouteChat(BaseChatModel):
         record = runtime.step_record(result, mode, [c["name"] for c in parsed.tool_calls], route_all)
         self._tracker.add(record)
         metadata: dict[str, Any] = {
-            "model_name": self.model_name,
+            "model_name": runtime.model_name,
             "model_provider": "layerroute",
             "finish_reason": "tool_calls" if parsed.tool_calls else result.finish_reason,
             "compute": record.to_dict(),

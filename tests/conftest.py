@@ -1,0 +1,85 @@
+"""Tiny random models and a tiny tokenizer with a chat template: no downloads, milliseconds to build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+VOCAB_SIZE = 512
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>"]
+
+# A small chat template written for these tests: system, user, assistant (with tool calls) and tool turns,
+# tools listed in the system turn, in the same tag format as Qwen2.5.
+CHAT_TEMPLATE = (
+    "{% if tools %}<|im_start|>system\nTools:{% for t in tools %}\n{{ t | tojson }}{% endfor %}<|im_end|>\n{% endif %}"
+    "{% for m in messages %}"
+    "{% if m.role == 'tool' %}<|im_start|>user\n<tool_response>{{ m.content }}</tool_response><|im_end|>\n"
+    "{% else %}<|im_start|>{{ m.role }}\n{{ m.content }}"
+    "{% for c in m.tool_calls or [] %}<tool_call>{\"name\": \"{{ c.function.name }}\", "
+    "\"arguments\": {{ c.function.arguments | tojson }}}</tool_call>{% endfor %}<|im_end|>\n{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+_CORPUS = [
+    "What is the weather in Paris? It is sunny and 21 degrees.",
+    '{"name": "get_weather", "arguments": {"city": "Lyon"}}',
+    "Convert 20 EUR to USD. The answer is 21.6 USD. Plan: first call a tool, then answer.",
+    "system user assistant tool tool_response Tools: function parameters type object string number",
+] * 20
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer of 512 tokens on a few sentences."""
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    core.train_from_iterator(_CORPUS, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                        additional_special_tokens=SPECIAL_TOKENS[1:])
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def tiny_qwen2(seed: int = 0, attn: str = "sdpa") -> Qwen2ForCausalLM:
+    """A random 4-block Qwen2 (hidden 64, grouped-query attention 4/2 heads, untied head)."""
+    torch.manual_seed(seed)
+    config = Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=VOCAB_SIZE, max_position_embeddings=1024,
+                         tie_word_embeddings=False, attn_implementation=attn)
+    return Qwen2ForCausalLM(config).eval()
+
+
+def tiny_llama(seed: int = 0, attn: str = "sdpa") -> LlamaForCausalLM:
+    """A random 5-block Llama (hidden 48, 6/2 heads)."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(hidden_size=48, intermediate_size=96, num_hidden_layers=5, num_attention_heads=6,
+                         num_key_value_heads=2, vocab_size=VOCAB_SIZE, max_position_embeddings=1024,
+                         attn_implementation=attn)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(params=["qwen2", "llama"])
+def tiny_model(request: pytest.FixtureRequest) -> torch.nn.Module:
+    return tiny_qwen2() if request.param == "qwen2" else tiny_llama()
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: PreTrainedTokenizerFast) -> Path:
+    """A saved tiny Qwen2 folder (safetensors + tokenizer) that ``LayerRouteChat(model=...)`` can load."""
+    folder = tmp_path_factory.mktemp("tiny-qwen2")
+    model = tiny_qwen2(seed=1)
+    model.generation_config.eos_token_id = tiny_tokenizer.convert_tokens_to_ids("<|im_end|>")
+    model.save_pretrained(folder, safe_serialization=True)
+    tiny_tokenizer.save_pretrained(folder)
+    return folder

@@ -1,0 +1,150 @@
+"""LayerRouteChat on a tiny random model: messages in, chunks and metadata out, tools, threads, async."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
+from langchain_core.tools import tool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+
+from layerroute_agent import ComputeReportHandler, LayerRouteChat
+
+
+@tool
+def get_weather(city: str) -> str:
+    """Return the weather in a city."""
+    return f"sunny in {city}"
+
+
+@pytest.fixture
+def llm(tiny_model_dir: Path) -> LayerRouteChat:
+    return LayerRouteChat(model=str(tiny_model_dir), adapter=None, max_tokens=12)
+
+
+def test_invoke_returns_usage_and_compute(llm: LayerRouteChat) -> None:
+    reply = llm.invoke("What is the weather?")
+    assert isinstance(reply, AIMessage)
+    assert reply.usage_metadata["output_tokens"] <= 12
+    assert reply.usage_metadata["total_tokens"] == reply.usage_metadata["input_tokens"] + \
+        reply.usage_metadata["output_tokens"]
+    metadata = reply.response_metadata
+    assert metadata["model_name"] == llm.model_name
+    assert metadata["finish_reason"] in ("stop", "length")
+    compute = metadata["compute"]
+    assert compute["mode"] == "planning"
+    assert compute["routing"] == "untrained"
+    assert compute["blocks_skipped"] == [] and compute["blocks_run"] == [0, 1, 2, 3]
+    assert compute["flops_executed"] > 0 and compute["flops_full"] > 0
+
+
+def test_stream_aggregates_to_invoke(llm: LayerRouteChat) -> None:
+    chunks = list(llm.stream("Convert 20 EUR"))
+    assert all(isinstance(c, AIMessageChunk) for c in chunks)
+    merged = chunks[0]
+    for chunk in chunks[1:]:
+        merged = merged + chunk
+    reply = llm.invoke("Convert 20 EUR")
+    assert merged.content == reply.content
+    assert merged.usage_metadata == reply.usage_metadata
+
+
+def test_max_tokens_gives_length_finish(tiny_model_dir: Path) -> None:
+    llm = LayerRouteChat(model=str(tiny_model_dir), adapter=None, max_tokens=3)
+    reply = llm.invoke("hello", stop=None)
+    if reply.response_metadata["finish_reason"] == "length":
+        assert reply.usage_metadata["output_tokens"] == 3
+    assert reply.usage_metadata["output_tokens"] <= 3
+
+
+def test_named_tool_choice_forces_that_tool(llm: LayerRouteChat) -> None:
+    reply = llm.bind_tools([get_weather], tool_choice="get_weather").invoke("weather?")
+    # A random model cannot finish the JSON, so the forced call arrives as an invalid call, never an exception.
+    calls = reply.tool_calls + reply.invalid_tool_calls
+    assert len(calls) == 1
+    assert calls[0]["name"] in ("get_weather", None)
+    assert reply.response_metadata["compute"]["mode"] == "tool_call"
+    for invalid in reply.invalid_tool_calls:
+        assert invalid["error"]
+        assert invalid["args"].startswith('{"name": "get_weather", "arguments": ')
+
+
+def test_tool_choice_none_offers_no_tool(llm: LayerRouteChat) -> None:
+    reply = llm.bind_tools([get_weather], tool_choice="none").invoke("weather?")
+    assert reply.tool_calls == [] and reply.invalid_tool_calls == []
+    assert reply.response_metadata["compute"]["mode"] == "planning"
+
+
+def test_unknown_tool_choice_is_rejected(llm: LayerRouteChat) -> None:
+    with pytest.raises(ValueError, match="tool_choice 'send_email' is not supported"):
+        llm.bind_tools([get_weather], tool_choice="send_email")
+
+
+def test_tool_message_history_is_rendered(llm: LayerRouteChat) -> None:
+    history = [
+        HumanMessage("weather in Lyon?"),
+        AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Lyon"}, "id": "c1"}]),
+        ToolMessage("sunny in Lyon", tool_call_id="c1"),
+    ]
+    tools = [convert_to_openai_tool(get_weather)]
+    prompt_ids = llm._prompt_ids(llm.runtime, history, tools, prefix="")
+    prompt = llm.runtime.tokenizer.decode(prompt_ids)
+    assert '<tool_call>{"name": "get_weather", "arguments": {"city": "Lyon"}}</tool_call>' in prompt
+    assert "<tool_response>sunny in Lyon</tool_response>" in prompt
+    assert prompt.endswith("<|im_start|>assistant\n")
+    reply = llm.bind_tools([get_weather]).invoke(history)
+    assert reply.usage_metadata["input_tokens"] == len(prompt_ids)
+
+
+def test_instances_share_the_loaded_model(tiny_model_dir: Path) -> None:
+    first = LayerRouteChat(model=str(tiny_model_dir), adapter=None)
+    second = LayerRouteChat(model=str(tiny_model_dir), adapter=None, temperature=0.7)
+    assert first.runtime is second.runtime
+
+
+def test_threads_give_the_same_greedy_replies(llm: LayerRouteChat) -> None:
+    prompts = [f"question number {i}" for i in range(6)]
+    sequential = [llm.invoke(p).content for p in prompts]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        threaded = list(pool.map(lambda p: llm.invoke(p).content, prompts))
+    assert threaded == sequential
+
+
+def test_seeded_sampling_is_reproducible(tiny_model_dir: Path) -> None:
+    llm = LayerRouteChat(model=str(tiny_model_dir), adapter=None, temperature=1.0, top_p=0.9, seed=11)
+    assert llm.invoke("hi").content == llm.invoke("hi").content
+
+
+async def test_async_invoke_and_stream(llm: LayerRouteChat) -> None:
+    reply, chunks = await asyncio.gather(llm.ainvoke("hello"), _collect(llm.astream("hello")))
+    assert "".join(c.content for c in chunks) == reply.content
+
+
+async def _collect(stream) -> list[AIMessageChunk]:
+    return [chunk async for chunk in stream]
+
+
+def test_compute_report_and_handler(llm: LayerRouteChat) -> None:
+    llm.reset_compute_report()
+    handler = ComputeReportHandler()
+    llm.invoke("one", config={"callbacks": [handler]})
+    llm.bind_tools([get_weather], tool_choice="any").invoke("two", config={"callbacks": [handler]})
+    report = llm.compute_report()
+    assert [s.mode for s in report.steps] == ["planning", "tool_call"]
+    assert [s.mode for s in handler.report().steps] == ["planning", "tool_call"]
+    data = json.loads(report.to_json())
+    assert {"mode", "tool_calls", "flops_executed", "flops_full", "blocks_skipped"} <= set(data["steps"][0])
+    table = report.to_markdown()
+    assert table.count("\n") == len(report.steps) + 2
+    assert "| 2 | tool_call |" in table
+
+
+def test_model_spec_errors_name_the_fix() -> None:
+    with pytest.raises(FileNotFoundError, match="neither a model folder nor a .gguf file"):
+        LayerRouteChat(model="./no/such/folder").invoke("x")
+    with pytest.raises(FileNotFoundError, match="pass an adapter folder, 'default' or None"):
+        LayerRouteChat(adapter="/no/such/adapter").invoke("x")
