@@ -30,7 +30,7 @@ from layerroute_agent.compute_report import ComputeTracker, EpisodeReport
 from layerroute_agent.generation import GenerationConfig, GenerationResult
 from layerroute_agent.loading import DEFAULT_MODEL
 from layerroute_agent.runtime import DEFAULT_ADAPTER, RoutedRuntime, get_runtime
-from layerroute_agent.tool_calls import CALL_OPEN, ParsedReply, may_hold_call, parse_reply, to_template_messages
+from layerroute_agent.tool_calls import CALL_CLOSE, CALL_OPEN, ParsedReply, may_hold_call, parse_reply, to_template_messages
 
 _FIXED_CHOICES = ("auto", "none", "any", "required")
 
@@ -54,11 +54,12 @@ def _normalise_tool_choice(tool_choice: Any, names: list[str]) -> str | None:
 
 
 def _forced_prefix(tool_choice: str | None) -> str:
-    """Text the reply is made to start with, which is how a tool call is guaranteed."""
+    """Return the text a reply is forced to start with so that it opens a tool call (a malformed one still
+    ends up in ``invalid_tool_calls``)."""
     if tool_choice == "any":
-        return CALL_OPEN + "\n"
+        return CALL_OPEN + '\n{"name": "'
     if tool_choice not in (None, "auto", "none"):
-        return CALL_OPEN + '\n{"name": ' + json.dumps(tool_choice) + ', "arguments": '
+        return CALL_OPEN + '\n{"name": ' + json.dumps(tool_choice) + ', "arguments": {'
     return ""
 
 
@@ -177,8 +178,9 @@ class LayerRouteChat(BaseChatModel):
             kwargs["tool_choice"] = choice
         return super().bind(tools=formatted, **kwargs)
 
-    def _generation_config(self, stop: list[str] | None, kwargs: dict[str, Any]) -> GenerationConfig:
+    def _generation_config(self, stop: list[str] | None, kwargs: dict[str, Any], forced_call: bool) -> GenerationConfig:
         return GenerationConfig(
+            end_only_after=CALL_CLOSE if forced_call else None,
             max_new_tokens=kwargs.get("max_tokens", self.max_tokens),
             temperature=kwargs.get("temperature", self.temperature),
             top_p=kwargs.get("top_p", self.top_p),
@@ -209,13 +211,16 @@ class LayerRouteChat(BaseChatModel):
         choice = kwargs.get("tool_choice")
         if choice == "none":
             tools = None
+        if choice == "any" and tools and len(tools) == 1:
+            # With one tool, "any" means that tool, and naming it in the prefix guarantees the name.
+            choice = tools[0]["function"]["name"]
         prefix = _forced_prefix(choice) if tools else ""
         model_spec = kwargs.get("model", self.model_name)
         runtime = get_runtime(model_spec, self.adapter, self.dtype, self.device)
         route_all = not self.routing
         prompt_ids = self._prompt_ids(runtime, messages, tools, prefix)
         text, emitted, result = prefix, "", None
-        for piece in runtime.run_step(prompt_ids, self._generation_config(stop, kwargs), route_all):
+        for piece in runtime.run_step(prompt_ids, self._generation_config(stop, kwargs, bool(prefix)), route_all):
             if isinstance(piece, GenerationResult):
                 result = piece
                 break

@@ -32,6 +32,9 @@ class GenerationConfig:
     """Seed of this call's own random generator (sampling only)."""
     stop: tuple[str, ...] = ()
     """Strings that end generation; the text is cut before the first one."""
+    end_only_after: str | None = None
+    """When set, end-of-turn tokens are masked out until the generated text contains this string (used to make
+    a forced tool call reach its closing tag). ``max_new_tokens`` still bounds the reply."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -114,7 +117,10 @@ def stream_tokens(routed: RoutedCausalLM, tokenizer: PreTrainedTokenizerBase, pr
     generated: list[int] = []
     text, emitted, finish_reason, decode_calls = "", "", "length", 0
     started = time.perf_counter()
+    end_index = torch.tensor(sorted(end_ids), device=device)
     while len(generated) < config.max_new_tokens:
+        if config.end_only_after is not None and config.end_only_after not in text:
+            logits = logits.index_fill(1, end_index, float("-inf"))
         token = _sample(logits[0], config, generator)
         if token in end_ids:
             finish_reason = "stop"

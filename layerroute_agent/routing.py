@@ -279,7 +279,9 @@ class RoutedCausalLM(nn.Module):
         hidden_states = self.parts.embed_tokens(input_ids)
         position_ids = positions_from_mask(attention_mask)
         position_embeddings = self.parts.rotary_emb(hidden_states, position_ids)
-        mask = additive_attention_mask(attention_mask, length, hidden_states.dtype) if padded or length > 1 else None
+        # SDPA applies the causal mask itself when given none, which is also what transformers does unpadded.
+        needs_mask = padded or (length > 1 and self.model.config._attn_implementation != "sdpa")
+        mask = additive_attention_mask(attention_mask, length, hidden_states.dtype) if needs_mask else None
         cache = BlockKVCache()
         run = torch.ones(batch, self.num_blocks, dtype=torch.bool, device=input_ids.device)
         probs = torch.ones(batch, self.num_blocks, device=input_ids.device) if override is None else None

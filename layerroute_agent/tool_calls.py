@@ -166,7 +166,8 @@ def parse_reply(text: str, tool_names: Sequence[str] | None = None) -> ParsedRep
         for match in _TAGGED_CALL.finditer(text):
             raw = match.group(1).strip()
             try:
-                obj = json.loads(raw)
+                # raw_decode ignores text after the object, which the model sometimes adds before the closing tag.
+                obj, _ = json.JSONDecoder().raw_decode(raw)
             except json.JSONDecodeError as err:
                 closed = match.group(0).endswith(CALL_CLOSE)
                 reason = f"invalid JSON in <tool_call>: {err}" if closed else "unterminated <tool_call> block"

@@ -70,7 +70,7 @@ def test_named_tool_choice_forces_that_tool(llm: LayerRouteChat) -> None:
     assert reply.response_metadata["compute"]["mode"] == "tool_call"
     for invalid in reply.invalid_tool_calls:
         assert invalid["error"]
-        assert invalid["args"].startswith('{"name": "get_weather", "arguments": ')
+        assert invalid["args"].startswith('{"name": "get_weather", "arguments": {')
 
 
 def test_tool_choice_none_offers_no_tool(llm: LayerRouteChat) -> None:

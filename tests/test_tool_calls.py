@@ -109,3 +109,8 @@ def test_template_messages_reject_unknown_types() -> None:
 
     with pytest.raises(TypeError, match="Unsupported message type ChatMessage"):
         to_template_messages([ChatMessage(role="critic", content="x")])
+
+
+def test_text_after_the_call_object_is_ignored() -> None:
+    parsed = parse_reply('<tool_call>{"name": "get_weather", "arguments": {"city": "Lyon"}}.<|im_start|>', TOOLS)
+    assert [(c["name"], c["args"]) for c in parsed.tool_calls] == [("get_weather", {"city": "Lyon"})]

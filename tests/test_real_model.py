@@ -1,0 +1,60 @@
+"""A few checks on the real offline Qwen2.5-Coder-0.5B-Instruct model (marked ``real_model``; slow)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from langchain_core.tools import tool
+
+from layerroute_agent import LayerRouteChat
+from layerroute_agent.routing import RouteOverride, RoutedCausalLM
+
+pytestmark = pytest.mark.real_model
+
+
+@tool
+def get_weather(city: str) -> str:
+    """Get the current weather for a city."""
+    return f"sunny in {city}"
+
+
+@pytest.fixture(scope="module")
+def llm() -> LayerRouteChat:
+    return LayerRouteChat(max_tokens=48)
+
+
+def test_offline_pack_shapes(llm: LayerRouteChat) -> None:
+    config = llm.runtime.routed.model.config
+    assert (config.model_type, config.num_hidden_layers, config.hidden_size) == ("qwen2", 24, 896)
+    assert (config.num_attention_heads, config.num_key_value_heads) == (14, 2)
+
+
+def test_routed_greedy_matches_base_generate(llm: LayerRouteChat) -> None:
+    runtime = llm.runtime
+    model, tokenizer = runtime.routed.model, runtime.tokenizer
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "List three prime numbers."}],
+                                           add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    input_ids = prompt["input_ids"]
+    expected = model.generate(input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=16,
+                              do_sample=False)[0, input_ids.shape[1]:]
+    routed = RoutedCausalLM(model)
+    logits, state = routed.prefill(input_ids, torch.ones_like(input_ids), RouteOverride.run_all())
+    tokens = []
+    for _ in range(len(expected)):
+        token = logits.argmax(-1, keepdim=True)
+        tokens.append(int(token))
+        logits = routed.decode(token, state)
+    assert tokens == expected.tolist()
+
+
+def test_weather_question_gives_weather_call(llm: LayerRouteChat) -> None:
+    reply = llm.bind_tools([get_weather]).invoke("What is the weather in Paris right now?")
+    assert [(c["name"], c["args"]) for c in reply.tool_calls] == [("get_weather", {"city": "Paris"})]
+    compute = reply.response_metadata["compute"]
+    assert compute["mode"] == "tool_call"
+    assert compute["flops_full"] > 0
+
+
+def test_required_tool_choice_always_calls(llm: LayerRouteChat) -> None:
+    reply = llm.bind_tools([get_weather], tool_choice="required").invoke("Tell me a joke.")
+    assert [c["name"] for c in reply.tool_calls] == ["get_weather"]
