@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Create .venv and install layerroute-agent with the offline model pack, the agent extras and the dev tools.
+# torch is pinned to the CPU build 2.13.0 so that pip never pulls a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet "torch==2.13.0" -e ".[offline,agents,dev]"
