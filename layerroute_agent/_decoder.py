@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import torch
 from torch import nn
@@ -72,7 +72,7 @@ class BlockKVCache:
         return 0 if keys is None else keys.shape[-2]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cache_argument_name(layer_type: type) -> str:
     # transformers 5.x renamed the decoder layer's `past_key_values` argument to `cache`.
     parameters = inspect.signature(layer_type.forward).parameters

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import LanguageModelInput
@@ -23,14 +23,21 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
 from layerroute_agent._errors import LayerRouteWarning
 from layerroute_agent.compute_report import ComputeTracker, EpisodeReport
 from layerroute_agent.generation import GenerationConfig, GenerationResult
 from layerroute_agent.loading import DEFAULT_MODEL
 from layerroute_agent.runtime import DEFAULT_ADAPTER, RoutedRuntime, get_runtime
-from layerroute_agent.tool_calls import CALL_CLOSE, CALL_OPEN, ParsedReply, may_hold_call, parse_reply, to_template_messages
+from layerroute_agent.tool_calls import (
+    CALL_CLOSE,
+    CALL_OPEN,
+    ParsedReply,
+    may_hold_call,
+    parse_reply,
+    to_template_messages,
+)
 
 _FIXED_CHOICES = ("auto", "none", "any", "required")
 
@@ -122,11 +129,6 @@ class LayerRouteChat(BaseChatModel):
     """Accepted for LangChain compatibility; unused (no service is called)."""
 
     _tracker: ComputeTracker = PrivateAttr(default_factory=ComputeTracker)
-
-    @field_validator("api_key", "timeout", "max_retries")
-    @classmethod
-    def _warn_unused(cls, value: Any) -> Any:
-        return value
 
     @property
     def _llm_type(self) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from layerroute_agent.routing import RouteOverride, RoutedCausalLM, StepDecisions
+from layerroute_agent.routing import RoutedCausalLM, RouteOverride, StepDecisions
 
 
 @dataclass(frozen=True)

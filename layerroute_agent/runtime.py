@@ -24,7 +24,7 @@ from layerroute_agent.flops import FlopsCounter, ModelShape
 from layerroute_agent.generation import GenerationConfig, GenerationResult, stream_tokens
 from layerroute_agent.loading import DEFAULT_MODEL, load_model
 from layerroute_agent.lora import has_unmerged_lora
-from layerroute_agent.routing import RouteOverride, RoutedCausalLM
+from layerroute_agent.routing import RoutedCausalLM, RouteOverride
 
 logger = logging.getLogger(__name__)
 
@@ -101,13 +101,14 @@ def _build_runtime(spec: str, adapter_path: str | None, dtype: str, device: str)
     loaded = load_model(spec, dtype=dtype, device=device)
     routers = load_adapter(adapter_path, loaded.model, spec) if adapter_path else None
     if adapter_path is None:
-        logger.info("No trained routing adapter for %r: routers run every block, so this is the base model", spec)
-    routed = RoutedCausalLM(loaded.model, routers).eval()
-    shape = ModelShape.from_config(loaded.model.config)
-    lora_rank = 0
+        logger.info("No trained routing adapter for %r: routers run every block, so this is the base model",
+                    spec)
     if has_unmerged_lora(loaded.model):
-        raise RuntimeError("LoRA should be merged before inference; load adapters through load_adapter")
-    return RoutedRuntime(routed, loaded.tokenizer, spec, adapter_path, FlopsCounter(shape, lora_rank), FlopsCounter(shape))
+        raise RuntimeError("LoRA must be merged before inference; load adapters through load_adapter")
+    routed = RoutedCausalLM(loaded.model, routers).eval()
+    counter = FlopsCounter(ModelShape.from_config(loaded.model.config))
+    # LoRA is merged, so the routed model and the base model have the same per-block cost.
+    return RoutedRuntime(routed, loaded.tokenizer, spec, adapter_path, counter, counter)
 
 
 def get_runtime(spec: str, adapter: str | None, dtype: str, device: str) -> RoutedRuntime:

@@ -9,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import Qwen2Config
 
 from layerroute_agent.flops import FlopsCounter, ModelShape
-from layerroute_agent.routing import RouteOverride, RoutedCausalLM
+from layerroute_agent.routing import RoutedCausalLM, RouteOverride
 
 # Shapes of Qwen/Qwen2.5-0.5B-Instruct's config.json (also those of the offline Qwen2.5-Coder-0.5B pack).
 QWEN25_05B = Qwen2Config(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,

@@ -10,8 +10,8 @@ from conftest import tiny_qwen2
 
 from layerroute_agent.lora import attach_lora, merge_lora
 from layerroute_agent.routing import (
-    RouteOverride,
     RoutedCausalLM,
+    RouteOverride,
     RouterStack,
     RoutingConfig,
     pool_prompt,
