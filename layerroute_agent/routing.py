@@ -235,6 +235,10 @@ class RoutedCausalLM(nn.Module):
         logits = self.parts.lm_head(self.parts.norm(hidden_states))
         return TrainOutput(logits=logits, gate_probs=torch.stack(probs, dim=1), gates=torch.stack(gates, dim=1))
 
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_mask: torch.Tensor) -> TrainOutput:
+        """Same as :meth:`forward_train`, so that wrappers such as DistributedDataParallel can call the model."""
+        return self.forward_train(input_ids, attention_mask, prompt_mask)
+
     def _run_block(self, index: int, rows: torch.Tensor | None, hidden_states: torch.Tensor,
                    position_embeddings: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None,
                    position_ids: torch.Tensor, cache: BlockKVCache) -> torch.Tensor:

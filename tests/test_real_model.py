@@ -7,7 +7,7 @@ import torch
 from langchain_core.tools import tool
 
 from layerroute_agent import LayerRouteChat
-from layerroute_agent.routing import RouteOverride, RoutedCausalLM
+from layerroute_agent.routing import RoutedCausalLM, RouteOverride
 
 pytestmark = pytest.mark.real_model
 

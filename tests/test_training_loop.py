@@ -1,0 +1,117 @@
+"""The training loop on a tiny model: loss, frozen base, checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_qwen2
+from safetensors.torch import load_file
+
+from layerroute_agent.adapter import load_adapter
+from layerroute_agent.lora import LoraSettings, attach_lora
+from layerroute_agent.routing import RoutedCausalLM
+from training.checkpoint import latest_checkpoint, list_checkpoints
+from training.config import TrainConfig
+from training.loop import batch_indices, collate, routed_loss, train
+
+
+@dataclass(frozen=True)
+class Example:
+    input_ids: list[int]
+    prompt_length: int
+    mode: str
+
+
+def _examples(count: int = 12) -> list[Example]:
+    rng = random.Random(0)
+    out = []
+    for i in range(count):
+        prompt = [rng.randrange(5, 500) for _ in range(rng.randrange(4, 10))]
+        target = [7, 8, 9] if i % 2 == 0 else [rng.randrange(5, 500) for _ in range(6)]
+        out.append(Example(prompt + target, len(prompt), "tool_call" if i % 2 == 0 else "planning"))
+    return out
+
+
+def _tiny_routed() -> RoutedCausalLM:
+    model = attach_lora(tiny_qwen2(seed=2, attn="eager"), LoraSettings(rank=4, alpha=8.0))
+    return RoutedCausalLM(model)
+
+
+def _config(tmp_path: Path, steps: int, **overrides: object) -> TrainConfig:
+    settings = dict(model="tiny", output_dir=str(tmp_path), steps=steps, batch_size=3, checkpoint_every=2,
+                    keep_checkpoints=10, dtype="float32", lora_rank=4, gate_penalty=0.5, learning_rate=1e-2)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def test_collate_masks_prompt_and_target() -> None:
+    batch = collate([Example([1, 2, 3, 4], 2, "tool_call"), Example([5, 6, 7], 1, "planning")],
+                    {"tool_call": 0.1, "planning": 0.2}, pad_id=0, device=torch.device("cpu"))
+    assert batch.prompt_mask.tolist() == [[1, 1, 0, 0], [1, 0, 0, 0]]
+    assert batch.target_mask.tolist() == [[0, 0, 1, 1], [0, 1, 1, 0]]
+    assert batch.attention_mask.tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
+    assert batch.penalty.tolist() == pytest.approx([0.1, 0.2])
+
+
+def test_loss_counts_only_target_tokens() -> None:
+    routed = _tiny_routed()
+    batch = collate(_examples(4), {"tool_call": 0.0, "planning": 0.0}, 0, torch.device("cpu"))
+    out = routed.forward_train(batch.input_ids, batch.attention_mask, batch.prompt_mask)
+    _, ce = routed_loss(out, batch)
+    padded = batch.input_ids.clone()
+    padded[batch.attention_mask == 0] = 3  # pad ids must not matter
+    out_padded = routed.forward_train(padded, batch.attention_mask, batch.prompt_mask)
+    batch.input_ids = padded
+    _, ce_padded = routed_loss(out_padded, batch)
+    torch.testing.assert_close(ce, ce_padded)
+
+
+def test_batch_indices_cover_each_epoch() -> None:
+    seen = [i for step in range(4) for i in batch_indices(step, 3, 1, 0, 12, seed=5)]
+    assert sorted(seen) == list(range(12))
+    ranks = [batch_indices(0, 3, 2, rank, 12, seed=5) for rank in (0, 1)]
+    assert not set(ranks[0]) & set(ranks[1])
+
+
+def test_config_rejects_bad_fields() -> None:
+    with pytest.raises(ValueError, match=r"steps must be an integer >= 1, got 0; .*pooling must be 'mean' or 'last'"):
+        TrainConfig(steps=0, pooling="max")
+
+
+def test_training_moves_routers_and_keeps_base(tmp_path: Path) -> None:
+    routed = _tiny_routed()
+    frozen = {n: p.detach().clone() for n, p in routed.model.named_parameters() if not p.requires_grad}
+    folder = train(_config(tmp_path, steps=6), _examples(), pad_id=0, routed=routed)
+    for name, parameter in routed.model.named_parameters():
+        if name in frozen:
+            assert torch.equal(parameter, frozen[name]), name
+    assert any(float(r.proj.weight.detach().abs().sum()) > 0 for r in routed.routers.routers)
+    assert (folder / "adapter_config.json").is_file()
+    routers = load_adapter(folder, tiny_qwen2(seed=2, attn="eager"))
+    torch.testing.assert_close(routers.state_dict(), routed.routers.state_dict())
+
+
+def test_checkpoints_are_complete_and_pruned(tmp_path: Path) -> None:
+    train(_config(tmp_path, steps=6, keep_checkpoints=2), _examples(), pad_id=0, routed=_tiny_routed())
+    names = [p.name for p in list_checkpoints(tmp_path / "checkpoints")]
+    assert names == ["step-000004", "step-000006"]
+    (tmp_path / "checkpoints" / "step-000008.partial").mkdir()
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "step-000006"
+
+
+def test_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
+    straight = tmp_path / "straight"
+    train(_config(straight, steps=6), _examples(), pad_id=0, routed=_tiny_routed())
+    resumed = tmp_path / "resumed"
+    train(_config(resumed, steps=4), _examples(), pad_id=0, routed=_tiny_routed())
+    # A fresh model resumes from step 4's checkpoint and runs the last two steps.
+    train(_config(resumed, steps=6), _examples(), pad_id=0, routed=_tiny_routed())
+    expected = load_file(straight / "checkpoints" / "step-000006" / "trainable.safetensors")
+    actual = load_file(resumed / "checkpoints" / "step-000006" / "trainable.safetensors")
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=0)

@@ -1,0 +1,112 @@
+"""The one configuration of a training run, checked field by field on construction."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from layerroute_agent.loading import DEFAULT_MODEL
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one routers + LoRA training run."""
+
+    model: str = DEFAULT_MODEL
+    """Base model spec (offline pack name, folder, .gguf file or hub id)."""
+    output_dir: str = "runs/adapter"
+    """Where checkpoints and the final adapter folder are written."""
+    steps: int = 300
+    """Optimiser steps."""
+    batch_size: int = 4
+    """Examples per step (per process under accelerate)."""
+    max_length: int = 512
+    """Longest prompt + target in tokens; longer examples are skipped and counted, never truncated."""
+    learning_rate: float = 2e-4
+    """AdamW learning rate of the LoRA weights."""
+    router_learning_rate: float = 1e-2
+    """AdamW learning rate of the routers (they start at zero weight and need larger steps)."""
+    gate_penalty: float = 0.05
+    """λ: weight of the mean gate probability in the loss (the compute budget)."""
+    gate_penalty_planning: float | None = None
+    """λ for planning examples when it should differ from ``gate_penalty`` (a mode-aware budget)."""
+    pooling: str = "mean"
+    """Router input: masked ``mean`` of the prompt, or its ``last`` token."""
+    init_bias: float = 3.0
+    """Bias every router starts with (positive: run the block)."""
+    lora_rank: int = 8
+    """LoRA rank on q, k, v, o; 0 trains routers only."""
+    seed: int = 0
+    """Seed of initialisation, data order and the held-out split."""
+    dtype: str = "bfloat16"
+    """Parameter dtype of the frozen base model; trainable weights are kept in float32."""
+    device: str = "cpu"
+    """Torch device when not launched through accelerate."""
+    checkpoint_every: int = 25
+    """Steps between checkpoints."""
+    keep_checkpoints: int = 2
+    """Complete checkpoints kept on disk (the newest ones)."""
+    eval_fraction: float = 0.1
+    """Share of the in-domain examples held out (never trained on)."""
+    per_mode_cap: int = 2000
+    """Most examples taken per mode, so that neither mode swamps the other."""
+    sources: tuple[str, ...] = ("bfcl", "champ")
+    """Data sources: ``bfcl`` and ``champ`` work offline; local files as ``hermes=PATH``, ``glaive=PATH``,
+    ``gsm8k=PATH``, ``turing=PATH`` (or a hub id in place of PATH when the hub is reachable)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form notes stored with the adapter."""
+
+    def __post_init__(self) -> None:
+        problems = [problem for problem in self._problems() if problem]
+        if problems:
+            raise ValueError("Invalid TrainConfig: " + "; ".join(problems))
+
+    def _problems(self) -> list[str]:
+        return [
+            _positive("steps", self.steps),
+            _positive("batch_size", self.batch_size),
+            _positive("max_length", self.max_length, minimum=8),
+            _positive("checkpoint_every", self.checkpoint_every),
+            _positive("keep_checkpoints", self.keep_checkpoints),
+            _positive("per_mode_cap", self.per_mode_cap),
+            "" if self.learning_rate > 0 else f"learning_rate must be > 0, got {self.learning_rate}",
+            "" if self.router_learning_rate > 0 else f"router_learning_rate must be > 0, got {self.router_learning_rate}",
+            "" if self.gate_penalty >= 0 else f"gate_penalty must be >= 0, got {self.gate_penalty}",
+            "" if (self.gate_penalty_planning or 0) >= 0 else
+            f"gate_penalty_planning must be >= 0, got {self.gate_penalty_planning}",
+            "" if self.pooling in ("mean", "last") else f"pooling must be 'mean' or 'last', got {self.pooling!r}",
+            "" if self.lora_rank >= 0 else f"lora_rank must be >= 0, got {self.lora_rank}",
+            "" if 0 <= self.eval_fraction < 1 else f"eval_fraction must be in [0, 1), got {self.eval_fraction}",
+            "" if self.dtype in ("bfloat16", "float32", "float16") else
+            f"dtype must be bfloat16, float32 or float16, got {self.dtype!r}",
+        ]
+
+    def penalty_for(self, mode: str) -> float:
+        """Return λ for an example of ``mode``."""
+        if mode == "planning" and self.gate_penalty_planning is not None:
+            return self.gate_penalty_planning
+        return self.gate_penalty
+
+    def to_json(self) -> str:
+        """Return the config as JSON."""
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> TrainConfig:
+        """Read a config written by :meth:`to_json`; unknown keys raise ``ValueError``."""
+        data = json.loads(Path(path).read_text())
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"Unknown TrainConfig keys {unknown} in {path}; known keys are {sorted(known)}")
+        data["sources"] = tuple(data.get("sources", ()))
+        return cls(**data)
+
+
+def _positive(name: str, value: int, minimum: int = 1) -> str:
+    return "" if isinstance(value, int) and value >= minimum else f"{name} must be an integer >= {minimum}, got {value!r}"
+
+
+__all__ = ["TrainConfig"]

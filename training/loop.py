@@ -1,0 +1,212 @@
+"""The training loop: straight-through routers and LoRA learnt together on rendered agent-trace examples.
+
+Data flow: rendered examples (prompt + target ids, mode) -> right-padded batches with a prompt mask ->
+:meth:`RoutedCausalLM.forward_train` -> cross-entropy on target tokens + λ x mean gate probability ->
+AdamW on routers and LoRA only (the base model is frozen) -> atomic checkpoints -> an adapter folder.
+
+Runs on CPU or CUDA, and under ``accelerate launch`` with several processes (each takes its own slice
+of every global batch; gradients are averaged by DistributedDataParallel).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from layerroute_agent.adapter import BaseModelIdentity, save_adapter
+from layerroute_agent.loading import load_model
+from layerroute_agent.lora import LoraSettings, attach_lora
+from layerroute_agent.routing import RoutedCausalLM, RouterStack, RoutingConfig, TrainOutput
+from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+class Rendered(Protocol):
+    """What the loop needs of an example: token ids, where the target starts, and its mode."""
+
+    input_ids: list[int]
+    prompt_length: int
+    mode: str
+
+
+@dataclass
+class Batch:
+    """A right-padded batch. Shapes: ``(B, T)`` for every tensor, ``(B,)`` for ``penalty``."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    prompt_mask: torch.Tensor
+    target_mask: torch.Tensor
+    """1 on target tokens (the tokens the loss predicts)."""
+    penalty: torch.Tensor
+    modes: list[str]
+
+
+def collate(examples: Sequence[Rendered], penalties: dict[str, float], pad_id: int, device: torch.device) -> Batch:
+    """Right-pad examples into one :class:`Batch`."""
+    length = max(len(e.input_ids) for e in examples)
+    shape = (len(examples), length)
+    input_ids = torch.full(shape, pad_id, dtype=torch.long)
+    attention_mask, prompt_mask, target_mask = (torch.zeros(shape, dtype=torch.long) for _ in range(3))
+    for row, example in enumerate(examples):
+        n, p = len(example.input_ids), example.prompt_length
+        input_ids[row, :n] = torch.tensor(example.input_ids)
+        attention_mask[row, :n] = 1
+        prompt_mask[row, :p] = 1
+        target_mask[row, p:n] = 1
+    penalty = torch.tensor([penalties[e.mode] for e in examples])
+    tensors = [t.to(device) for t in (input_ids, attention_mask, prompt_mask, target_mask, penalty)]
+    return Batch(*tensors, modes=[e.mode for e in examples])
+
+
+def target_cross_entropy(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Mean cross-entropy over target tokens only; ``(B, T, V)`` logits -> scalar."""
+    predicted = logits[:, :-1].float()  # position t predicts token t + 1
+    labels = batch.input_ids[:, 1:]
+    mask = batch.target_mask[:, 1:].bool()
+    return torch.nn.functional.cross_entropy(predicted[mask], labels[mask])
+
+
+def routed_loss(out: TrainOutput, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return ``(total loss, cross-entropy)``: CE + mean over rows of λ_row x mean gate probability."""
+    ce = target_cross_entropy(out.logits, batch)
+    budget = (batch.penalty * out.gate_probs.mean(dim=1)).mean()
+    return ce + budget, ce
+
+
+@lru_cache(maxsize=8)
+def _permutation(size: int, seed: int) -> tuple[int, ...]:
+    order = list(range(size))
+    random.Random(seed).shuffle(order)
+    return tuple(order)
+
+
+def batch_indices(step: int, batch_size: int, world: int, rank: int, size: int, seed: int) -> list[int]:
+    """Indices of this process's examples at ``step``: a reshuffled pass over the data per epoch."""
+    start = (step * world + rank) * batch_size
+    positions = range(start, start + batch_size)
+    return [_permutation(size, seed + p // size)[p % size] for p in positions]
+
+
+def build_routed_model(config: TrainConfig, device: str) -> tuple[RoutedCausalLM, object]:
+    """Load the base model, attach LoRA (trainable weights in float32) and fresh routers."""
+    torch.manual_seed(config.seed)
+    loaded = load_model(config.model, dtype=config.dtype, device=device)
+    if config.lora_rank:
+        attach_lora(loaded.model, LoraSettings(rank=config.lora_rank, alpha=2.0 * config.lora_rank))
+    for name, parameter in loaded.model.named_parameters():
+        if parameter.requires_grad:
+            parameter.data = parameter.data.float()
+    routers = RouterStack(loaded.model.config.num_hidden_layers, loaded.model.config.hidden_size,
+                          RoutingConfig(pooling=config.pooling, init_bias=config.init_bias))
+    routed = RoutedCausalLM(loaded.model, routers)
+    routed.model.train()
+    return routed, loaded.tokenizer
+
+
+def _optimizer(routed: RoutedCausalLM, config: TrainConfig) -> torch.optim.Optimizer:
+    lora = [p for n, p in routed.model.named_parameters() if p.requires_grad]
+    groups = [{"params": list(routed.routers.parameters()), "lr": config.router_learning_rate}]
+    if lora:
+        groups.append({"params": lora, "lr": config.learning_rate})
+    return torch.optim.AdamW(groups, weight_decay=0.0)
+
+
+def trainable_state(routed: RoutedCausalLM) -> dict[str, torch.Tensor]:
+    """Return the trainable weights (routers and LoRA) keyed by name."""
+    return {name: p for name, p in routed.named_parameters() if p.requires_grad}
+
+
+def _skip_rates(out: TrainOutput, modes: list[str]) -> dict[str, float]:
+    skipped = 1.0 - out.gates.detach().float().mean(dim=1)  # (B,)
+    rates = {}
+    for mode in ("tool_call", "planning"):
+        rows = [i for i, m in enumerate(modes) if m == mode]
+        if rows:
+            rates[mode] = float(skipped[rows].mean())
+    return rates
+
+
+def _resume(root: Path, routed: RoutedCausalLM, optimizer: torch.optim.Optimizer) -> int:
+    checkpoint = latest_checkpoint(root)
+    if checkpoint is None:
+        return 0
+    step, weights, _ = load_checkpoint(checkpoint, optimizer)
+    missing = set(trainable_state(routed)) - set(weights)
+    if missing:
+        raise RuntimeError(f"Checkpoint {checkpoint} lacks trainable weights {sorted(missing)[:3]}; "
+                           "it belongs to another configuration. Use a new output_dir.")
+    routed.load_state_dict(weights, strict=False)
+    logger.info("Resumed from %s (step %d)", checkpoint, step)
+    return step
+
+
+def train(config: TrainConfig, train_set: Sequence[Rendered], pad_id: int,
+          routed: RoutedCausalLM | None = None, tokenizer: object | None = None) -> Path:
+    """Train routers + LoRA for ``config.steps`` steps, resuming from the newest checkpoint; return the adapter folder.
+
+    Args:
+        config: the run's settings.
+        train_set: rendered training examples.
+        pad_id: token id used for right padding (never attended, never a target).
+        routed: a prepared model (tests pass tiny ones); built from ``config.model`` when ``None``.
+        tokenizer: saved nowhere; accepted so callers can pass what :func:`build_routed_model` returned.
+    """
+    if not train_set:
+        raise ValueError("train_set is empty; check the data sources and max_length")
+    accelerator = Accelerator(cpu=config.device == "cpu")
+    if routed is None:
+        routed, tokenizer = build_routed_model(config, str(accelerator.device))
+    raw_optimizer = _optimizer(routed, config)
+    root = Path(config.output_dir) / "checkpoints"
+    start = _resume(root, routed, raw_optimizer)
+    model, optimizer = accelerator.prepare(routed, raw_optimizer)
+    penalties = {mode: config.penalty_for(mode) for mode in ("tool_call", "planning")}
+    progress = tqdm(range(start, config.steps), initial=start, total=config.steps,
+                    disable=not accelerator.is_main_process, desc="train")
+    for step in progress:
+        indices = batch_indices(step, config.batch_size, accelerator.num_processes, accelerator.process_index,
+                                len(train_set), config.seed)
+        batch = collate([train_set[i] for i in indices], penalties, pad_id, accelerator.device)
+        out = model(batch.input_ids, batch.attention_mask, batch.prompt_mask)
+        loss, ce = routed_loss(out, batch)
+        accelerator.backward(loss)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        rates = _skip_rates(out, batch.modes)
+        progress.set_postfix(loss=f"{loss.item():.3f}", ce=f"{ce.item():.3f}",
+                             **{f"skip_{m}": f"{r:.2f}" for m, r in rates.items()})
+        done = step + 1
+        if done % config.checkpoint_every == 0 or done == config.steps:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                save_checkpoint(root, done, trainable_state(routed), raw_optimizer, {"config": asdict(config)},
+                                config.keep_checkpoints)
+    accelerator.wait_for_everyone()
+    folder = Path(config.output_dir) / "adapter"
+    if accelerator.is_main_process:
+        _save_final(config, routed, folder)
+    accelerator.wait_for_everyone()
+    return folder
+
+
+def _save_final(config: TrainConfig, routed: RoutedCausalLM, folder: Path) -> None:
+    identity = BaseModelIdentity.of(routed.model, name=config.model)
+    lora = LoraSettings(rank=config.lora_rank, alpha=2.0 * config.lora_rank) if config.lora_rank else None
+    save_adapter(folder, routed.model, routed.routers, identity, lora, extra={"train_config": asdict(config)})
+    logger.info("Wrote adapter to %s", folder)
+
+
+__all__ = ["Batch", "batch_indices", "build_routed_model", "collate", "routed_loss", "target_cross_entropy", "train",
+           "trainable_state"]
