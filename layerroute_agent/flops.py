@@ -7,7 +7,8 @@ Conventions (a multiply-add is 2 FLOPs):
   (causal: token ``t`` of a prompt sees ``t + 1`` keys);
 * the LM head costs ``2 x hidden x vocab`` for each position whose logits are computed: generation
   computes them for the last prompt token and each decoded token only;
-* each evaluated router costs its pooling (``2 x hidden x prompt tokens``) plus ``2 x hidden``;
+* each evaluated router costs its pooling (``2 x hidden x prompt tokens``) plus ``2 x hidden`` for its
+  linear map (its RMS scaling, about ``3 x hidden``, is left out like the other norms);
 * unmerged LoRA of rank ``r`` adds ``2 x r x (in + out)`` per adapted projection per token.
 
 Norms, rotary embeddings, activations, softmax and biases are left out (well under 1% here).

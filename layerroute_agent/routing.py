@@ -60,8 +60,15 @@ class BlockRouter(nn.Module):
         nn.init.constant_(self.proj.bias, init_bias)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Map ``(B, D)`` pooled states to ``(B,)`` logits, computed in float32."""
-        return nn.functional.linear(pooled.float(), self.proj.weight.float(), self.proj.bias.float()).squeeze(-1)
+        """Map ``(B, D)`` pooled states to ``(B,)`` logits, computed in float32.
+
+        The pooled state is scaled to unit RMS first: residual-stream norms grow by orders of magnitude
+        from the first block to the last, and unscaled inputs would make one learning rate too large for
+        late routers and too small for early ones. The scaling has no parameters.
+        """
+        pooled = pooled.float()
+        pooled = pooled * torch.rsqrt(pooled.pow(2).mean(dim=-1, keepdim=True) + 1e-6)
+        return nn.functional.linear(pooled, self.proj.weight.float(), self.proj.bias.float()).squeeze(-1)
 
 
 class RouterStack(nn.Module):

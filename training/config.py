@@ -26,16 +26,16 @@ class TrainConfig:
     """Longest prompt + target in tokens; longer examples are skipped and counted, never truncated."""
     learning_rate: float = 2e-4
     """AdamW learning rate of the LoRA weights."""
-    router_learning_rate: float = 1e-2
-    """AdamW learning rate of the routers (they start at zero weight and need larger steps)."""
+    router_learning_rate: float = 5e-4
+    """AdamW learning rate of the routers."""
     gate_penalty: float = 0.05
     """λ: weight of the mean gate probability in the loss (the compute budget)."""
     gate_penalty_planning: float | None = None
     """λ for planning examples when it should differ from ``gate_penalty`` (a mode-aware budget)."""
     pooling: str = "mean"
     """Router input: masked ``mean`` of the prompt, or its ``last`` token."""
-    init_bias: float = 3.0
-    """Bias every router starts with (positive: run the block)."""
+    init_bias: float = 1.0
+    """Bias every router starts with (positive: run the block, with probability sigmoid(1) = 0.73 at 1.0)."""
     lora_rank: int = 8
     """LoRA rank on q, k, v, o; 0 trains routers only."""
     seed: int = 0

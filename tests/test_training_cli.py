@@ -1,0 +1,49 @@
+"""End to end on a tiny model: layerroute-train writes an adapter, layerroute-eval reports on it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from training.cli import train_main
+from training.evaluate import EvalSizes, evaluate
+
+
+@pytest.fixture(scope="module")
+def tiny_adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    output = tmp_path_factory.mktemp("run")
+    code = train_main(["--model", str(tiny_model_dir), "--output-dir", str(output), "--steps", "3",
+                       "--batch-size", "2", "--max-length", "1000", "--dtype", "float32", "--lora-rank", "4",
+                       "--checkpoint-every", "2"])
+    assert code == 0
+    return output / "adapter"
+
+
+def test_train_cli_writes_adapter_and_config(tiny_adapter: Path) -> None:
+    config = json.loads((tiny_adapter / "adapter_config.json").read_text())
+    assert config["base_model"]["num_blocks"] == 4
+    assert config["lora"]["rank"] == 4
+    assert config["extra"]["train_config"]["steps"] == 3
+    assert (tiny_adapter.parent / "checkpoints" / "step-000003").is_dir()
+
+
+def test_eval_reports_every_key(tiny_adapter: Path, tiny_model_dir: Path) -> None:
+    report = evaluate(str(tiny_adapter), model=str(tiny_model_dir), sizes=EvalSizes(per_mode=3, bfcl=2),
+                      dtype="float32")
+    assert set(report) >= {"model", "adapter", "seed", "modes", "skip_differential", "skip_pattern",
+                           "bfcl_live_simple", "bfcl_irrelevance"}
+    for mode in ("tool_call", "planning"):
+        block = report["modes"][mode]
+        assert set(block) == {"flops_saved_share", "blocks_skipped_share", "ppl_base", "ppl_routed", "n"}
+        assert block["n"] == 3
+        assert block["ppl_base"] > 1 and block["ppl_routed"] > 1
+        assert len(report["skip_pattern"][mode]) == 4
+    assert report["bfcl_live_simple"]["n"] == 2
+    assert 0 <= report["bfcl_irrelevance"]["no_call_rate_base"] <= 1
+
+
+def test_train_cli_rejects_unknown_source(tiny_model_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="Unknown data source 'wiki'"):
+        train_main(["--model", str(tiny_model_dir), "--output-dir", str(tmp_path), "--sources", "wiki"])

@@ -1,0 +1,110 @@
+"""Token ids of examples, rendered with the model's own chat template.
+
+Data flow: :class:`TraceExample` -> ``tokenizer.apply_chat_template(messages, tools=tools,
+add_generation_prompt=True)`` -> prompt ids, then the ids of ``target + <|im_end|>`` -> one
+:class:`RenderedExample`. The prompt is tokenized on its own, as the chat model does at inference, so
+the prompt ids equal the ids the model gets when it generates that step. Nothing is truncated: an example
+longer than ``max_length`` is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from transformers import PreTrainedTokenizerBase
+
+from .examples import Mode, SkipCounter, TraceExample, counter_or_new, report_if_owned
+
+logger = logging.getLogger(__name__)
+
+END_OF_TURN = "<|im_end|>"
+
+
+@dataclass(frozen=True)
+class RenderedExample:
+    """An example as token ids.
+
+    Attributes:
+        input_ids: prompt ids followed by target ids; the target ends with the end-of-turn token.
+        prompt_length: number of prompt ids; ``input_ids[prompt_length:]`` are the ids to train on.
+        mode: the example's mode label.
+        source: the example's source name.
+    """
+
+    input_ids: list[int]
+    prompt_length: int
+    mode: Mode
+    source: str
+
+
+def end_of_turn_token(tokenizer: PreTrainedTokenizerBase) -> str:
+    """Return ``<|im_end|>`` when the tokenizer has it as a token, else its EOS token.
+
+    Raises:
+        ValueError: when the tokenizer has neither.
+    """
+    token_id = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+    if token_id is not None and token_id != tokenizer.unk_token_id:
+        return END_OF_TURN
+    if tokenizer.eos_token:
+        return tokenizer.eos_token
+    raise ValueError(f"The tokenizer has no {END_OF_TURN} token and no eos_token; set tokenizer.eos_token")
+
+
+def render_prompt(example: TraceExample, tokenizer: PreTrainedTokenizerBase) -> str:
+    """Return the chat-template text of an example's prompt, ending in the assistant generation prompt."""
+    text = tokenizer.apply_chat_template(example.messages, tools=example.tools,  # type: ignore[arg-type]
+                                         add_generation_prompt=True, tokenize=False)
+    if not isinstance(text, str):
+        raise TypeError(f"apply_chat_template returned {type(text).__name__} with tokenize=False; expected str")
+    return text
+
+
+def render_example(example: TraceExample, tokenizer: PreTrainedTokenizerBase, max_length: int,
+                   skips: SkipCounter | None = None) -> RenderedExample | None:
+    """Tokenize an example's prompt and target; ``None`` when they do not fit in ``max_length`` tokens.
+
+    A skipped example is counted in ``skips`` as ``"<source>:too long"``. The prompt alone leaves no
+    room when it has ``max_length`` ids or more, because the target has at least the end-of-turn id.
+
+    Raises:
+        ValueError: when ``max_length`` is below 2, or the tokenizer has no end-of-turn token.
+    """
+    if max_length < 2:
+        raise ValueError(f"max_length must be at least 2 (one prompt and one target token), got {max_length}")
+    prompt_ids = tokenizer(render_prompt(example, tokenizer), add_special_tokens=False)["input_ids"]
+    target_ids = tokenizer(example.target + end_of_turn_token(tokenizer), add_special_tokens=False)["input_ids"]
+    if len(prompt_ids) + len(target_ids) > max_length:
+        logger.debug("skipped a %s example: %d prompt + %d target tokens > max_length %d",
+                     example.source, len(prompt_ids), len(target_ids), max_length)
+        if skips is not None:
+            skips.add(f"{example.source}:too long")
+        return None
+    return RenderedExample(input_ids=prompt_ids + target_ids, prompt_length=len(prompt_ids), mode=example.mode,
+                           source=example.source)
+
+
+def render_examples(examples: Iterable[TraceExample], tokenizer: PreTrainedTokenizerBase, max_length: int,
+                    skips: SkipCounter | None = None) -> list[RenderedExample]:
+    """Render every example with :func:`render_example`, keeping those that fit.
+
+    Args:
+        examples: the examples to render.
+        tokenizer: a tokenizer with a chat template.
+        max_length: the maximum of prompt plus target ids.
+        skips: counter for examples that do not fit; a fresh one is created (and its counts logged) when ``None``.
+    """
+    counter = counter_or_new(skips)
+    rendered = []
+    for example in examples:
+        result = render_example(example, tokenizer, max_length, counter)
+        if result is not None:
+            rendered.append(result)
+    report_if_owned(counter, skips, f"examples longer than {max_length} tokens")
+    return rendered
+
+
+__all__ = ["END_OF_TURN", "RenderedExample", "end_of_turn_token", "render_example", "render_examples",
+           "render_prompt"]
