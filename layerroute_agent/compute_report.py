@@ -25,7 +25,7 @@ class StepRecord:
     """Compute of one agent step (one model call)."""
 
     mode: Mode
-    """``tool_call`` when the reply holds at least one tool call, else ``planning``."""
+    """``tool_call`` when the reply holds at least one tool call (valid or invalid), else ``planning``."""
     model_name: str
     routing: str
     """What decided the blocks: ``learnt`` (a trained adapter), ``untrained`` (fresh routers run every block),

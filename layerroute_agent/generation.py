@@ -92,6 +92,17 @@ def _sample(logits: torch.Tensor, config: GenerationConfig, generator: torch.Gen
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+def _held_back(text: str, stop: tuple[str, ...]) -> int:
+    """Return how many trailing characters of ``text`` could be the start of a stop string."""
+    longest = 0
+    for s in stop:
+        for size in range(min(len(s) - 1, len(text)), longest, -1):
+            if text.endswith(s[:size]):
+                longest = size
+                break
+    return longest
+
+
 def _cut_at_stop(text: str, stop: tuple[str, ...]) -> str | None:
     hits = [text.index(s) for s in stop if s and s in text]
     return text[: min(hits)] if hits else None
@@ -130,8 +141,12 @@ def stream_tokens(routed: RoutedCausalLM, tokenizer: PreTrainedTokenizerBase, pr
         cut = _cut_at_stop(text, config.stop)
         if cut is not None:
             text, finish_reason = cut, "stop"
-        # Hold back a trailing replacement character: the next token may complete a UTF-8 sequence.
-        ready = text if cut is not None else text.rstrip("\ufffd")
+        # Hold back a trailing replacement character (the next token may complete a UTF-8 sequence) and any
+        # tail that may grow into a stop string, so that text once sent never has to be taken back.
+        ready = text
+        if cut is None:
+            ready = text.rstrip("\ufffd")
+            ready = ready[: len(ready) - _held_back(ready, config.stop)]
         if len(ready) > len(emitted) and ready.startswith(emitted):
             yield ready[len(emitted):]
             emitted = ready

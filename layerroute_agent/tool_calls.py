@@ -112,18 +112,18 @@ def _add(parsed: ParsedReply, call: ToolCall | InvalidToolCall) -> None:
         parsed.tool_calls.append(call)  # type: ignore[arg-type]
 
 
-def _parse_json_sequence(text: str) -> list[Any] | None:
-    """Decode one or more JSON values separated by whitespace; ``None`` if the text is not that."""
+def _parse_json_sequence(text: str) -> tuple[list[Any], str]:
+    """Decode JSON values separated by whitespace or commas; return them and the undecodable rest."""
     decoder, values, index = json.JSONDecoder(), [], 0
     while index < len(text):
         try:
             value, index = decoder.raw_decode(text, index)
         except json.JSONDecodeError:
-            return None
+            return values, text[index:]
         values.append(value)
         while index < len(text) and text[index] in " \t\r\n,":
             index += 1
-    return values
+    return values, ""
 
 
 def _looks_like_bare_call(text: str) -> bool:
@@ -135,21 +135,22 @@ def _parse_bare(text: str, allowed: set[str] | None) -> ParsedReply | None:
     body = fenced.group(1) if fenced else text
     if not (body.startswith("{") or body.startswith("[")):
         return None
-    values = _parse_json_sequence(body)
-    if values is None:
-        if _looks_like_bare_call(body):
-            parsed = ParsedReply(content="")
-            parsed.invalid_tool_calls.append(
-                invalid_tool_call(name=None, args=body, id=_new_call_id(), error="the reply is a malformed JSON tool call")
-            )
-            return parsed
-        return None
+    values, rest = _parse_json_sequence(body)
     objects = [item for value in values for item in (value if isinstance(value, list) else [value])]
-    if not objects or not all(isinstance(o, dict) and "name" in o for o in objects):
+    if not all(isinstance(o, dict) and "name" in o for o in objects):
+        return None
+    if rest and not _looks_like_bare_call(rest):
+        return None
+    if not objects and not rest:
         return None
     parsed = ParsedReply(content="")
     for obj in objects:
         _add(parsed, _call_from_object(obj, json.dumps(obj), allowed))
+    if rest:
+        # Typically a reply cut by max_tokens: the complete calls before it are kept.
+        parsed.invalid_tool_calls.append(
+            invalid_tool_call(name=None, args=rest, id=_new_call_id(), error="the reply is a malformed JSON tool call")
+        )
     return parsed
 
 

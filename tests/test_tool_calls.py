@@ -114,3 +114,11 @@ def test_template_messages_reject_unknown_types() -> None:
 def test_text_after_the_call_object_is_ignored() -> None:
     parsed = parse_reply('<tool_call>{"name": "get_weather", "arguments": {"city": "Lyon"}}.<|im_start|>', TOOLS)
     assert [(c["name"], c["args"]) for c in parsed.tool_calls] == [("get_weather", {"city": "Lyon"})]
+
+
+def test_complete_bare_calls_survive_a_cut_reply() -> None:
+    text = '{"name": "get_weather", "arguments": {"city": "A"}}\n{"name": "get_weather", "arguments": {"ci'
+    parsed = parse_reply(text, TOOLS)
+    assert [c["args"] for c in parsed.tool_calls] == [{"city": "A"}]
+    assert len(parsed.invalid_tool_calls) == 1
+    assert parsed.invalid_tool_calls[0]["args"].startswith('{"name": "get_weather", "arguments": {"ci')
