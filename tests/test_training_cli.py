@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from training.cli import train_main
 from training.evaluate import EvalSizes, evaluate
@@ -47,3 +48,49 @@ def test_eval_reports_every_key(tiny_adapter: Path, tiny_model_dir: Path) -> Non
 def test_train_cli_rejects_unknown_source(tiny_model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="Unknown data source 'wiki'"):
         train_main(["--model", str(tiny_model_dir), "--output-dir", str(tmp_path), "--sources", "wiki"])
+
+
+def _train_command(model_dir: Path, output: Path, steps: int) -> list[str]:
+    return ["-m", "training", "--model", str(model_dir), "--output-dir", str(output), "--steps", str(steps),
+            "--batch-size", "2", "--max-length", "1000", "--dtype", "float32", "--lora-rank", "4",
+            "--checkpoint-every", "2", "--keep-checkpoints", "50"]
+
+
+def test_killed_run_resumes_to_the_same_weights(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.torch import load_file
+
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run([sys.executable, *_train_command(tiny_model_dir, straight, 8)], check=True, capture_output=True)
+    process = subprocess.Popen([sys.executable, *_train_command(tiny_model_dir, killed, 8)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (killed / "checkpoints" / "step-000004").is_dir() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "adapter").exists(), "the run finished before it was killed; the test needs a slower run"
+    subprocess.run([sys.executable, *_train_command(tiny_model_dir, killed, 8)], check=True, capture_output=True)
+    expected = load_file(straight / "checkpoints" / "step-000008" / "trainable.safetensors")
+    actual = load_file(killed / "checkpoints" / "step-000008" / "trainable.safetensors")
+    for name in expected:
+        assert torch.equal(actual[name], expected[name]), name
+
+
+def test_accelerate_runs_two_processes_with_gloo(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               *_train_command(tiny_model_dir, tmp_path, 2)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Training on 2 process(es) (rank 0), device cpu" in result.stderr
+    assert "Training on 2 process(es) (rank 1), device cpu" in result.stderr
+    assert "backend gloo" in result.stderr
+    assert (tmp_path / "adapter" / "routers.safetensors").is_file()

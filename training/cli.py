@@ -6,7 +6,9 @@ Train an adapter for the offline default model (resumes from the newest checkpoi
 
 Under accelerate, several processes on one machine (gloo on CPU)::
 
-    accelerate launch --cpu --num_processes 2 -m training --output-dir runs/ddp --steps 20
+    accelerate launch --multi_gpu --num_processes 2 -m training --output-dir runs/ddp --steps 20
+
+On a machine without GPUs, accelerate runs those processes on the CPU with the gloo backend.
 """
 
 from __future__ import annotations

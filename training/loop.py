@@ -168,6 +168,8 @@ def train(config: TrainConfig, train_set: Sequence[Rendered], pad_id: int,
     accelerator = Accelerator(cpu=config.device == "cpu")
     if routed is None:
         routed, tokenizer = build_routed_model(config, str(accelerator.device))
+    logger.info("Training on %d process(es) (rank %d), device %s, backend %s", accelerator.num_processes,
+                accelerator.process_index, accelerator.device, accelerator.state.backend or "none")
     raw_optimizer = _optimizer(routed, config)
     root = Path(config.output_dir) / "checkpoints"
     start = _resume(root, routed, raw_optimizer)
