@@ -94,3 +94,14 @@ def test_accelerate_runs_two_processes_with_gloo(tiny_model_dir: Path, tmp_path:
     assert "Training on 2 process(es) (rank 1), device cpu" in result.stderr
     assert "backend gloo" in result.stderr
     assert (tmp_path / "adapter" / "routers.safetensors").is_file()
+
+
+def test_sweep_summary_reports_spread() -> None:
+    from training.sweep import summarise
+
+    rows = [{"seed": s, "skip_differential": d, "tool_call_flops_saved": t} for s, d, t in
+            [(0, 0.10, 0.2), (1, -0.01, 0.1), (2, 0.05, 0.3)]]
+    summary = summarise(rows)
+    assert summary["differential_positive_every_seed"] is False
+    assert summary["spread"]["skip_differential"]["min"] == -0.01
+    assert summary["spread"]["tool_call_flops_saved"]["max"] == 0.3

@@ -152,10 +152,11 @@ def _train_config(adapter: str) -> TrainConfig:
     return TrainConfig(**stored)
 
 
-def evaluate(adapter: str, model: str = DEFAULT_MODEL, sizes: EvalSizes = EvalSizes(), seed: int = 0,
+def evaluate(adapter: str, model: str | None = None, sizes: EvalSizes = EvalSizes(), seed: int = 0,
              dtype: str = "bfloat16", bfcl: bool = True) -> dict[str, Any]:
-    """Evaluate ``adapter`` on ``model``; returns the report described in the module docstring."""
+    """Evaluate ``adapter`` on ``model`` (default: the model it was trained on); returns the JSON report."""
     config = _train_config(adapter)
+    model = model or config.model
     base_llm = LayerRouteChat(model=model, adapter=None, dtype=dtype, max_tokens=128)
     routed_llm = LayerRouteChat(model=model, adapter=adapter, dtype=dtype, max_tokens=128)
     _, held_out = prepare_data(config, routed_llm.runtime.tokenizer)
@@ -176,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line, evaluate, print the report and write ``--json``."""
     parser = argparse.ArgumentParser(prog="layerroute-eval", description="Evaluate a routing adapter on held-out data.")
     parser.add_argument("--adapter", required=True, help="adapter folder written by layerroute-train")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"base model spec (default: {DEFAULT_MODEL})")
+    parser.add_argument("--model", help=f"base model spec (default: the adapter's training model, else {DEFAULT_MODEL})")
     parser.add_argument("--quick", action="store_true", help="30 held-out examples per mode and 20 BFCL items")
     parser.add_argument("--per-mode", type=int, help="held-out examples per mode (default: 200)")
     parser.add_argument("--bfcl-items", type=int, help="BFCL items per category (default: all 258 / 240)")
