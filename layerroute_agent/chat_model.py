@@ -34,30 +34,46 @@ from layerroute_agent.tool_calls import (
     CALL_CLOSE,
     CALL_OPEN,
     ParsedReply,
-    may_hold_call,
     parse_reply,
+    streamable_text,
     to_template_messages,
 )
 
 _FIXED_CHOICES = ("auto", "none", "any", "required")
+_CALL_ARGUMENTS = {"tools", "tool_choice", "max_tokens", "temperature", "top_p", "seed", "model", "stream",
+                   "ls_structured_output_format"}
 
 
 def _normalise_tool_choice(tool_choice: Any, names: list[str]) -> str | None:
-    """Return ``None``, ``auto``, ``none``, ``any`` or a tool name, or raise ``ValueError``."""
+    """Return ``None``, ``auto``, ``none``, ``any`` or a tool name, or raise ``ValueError``.
+
+    Accepts the forms other chat models take: ``True`` (any), ``"required"``, OpenAI's
+    ``{"type": "function", "function": {"name": ...}}`` and Anthropic's ``{"type": "auto" | "any" | "tool"}``.
+    """
+    original = tool_choice
     if tool_choice is None or tool_choice is False:
         return None
     if tool_choice is True:
         return "any"
     if isinstance(tool_choice, dict):
-        tool_choice = tool_choice.get("function", {}).get("name") or tool_choice.get("name")
+        function = tool_choice.get("function") or {}
+        tool_choice = function.get("name") or tool_choice.get("name") or tool_choice.get("type")
     if tool_choice == "required":
         return "any"
     if tool_choice in _FIXED_CHOICES or tool_choice in names:
         return tool_choice
     raise ValueError(
-        f"tool_choice {tool_choice!r} is not supported; use 'auto', 'none', 'any', 'required' or one of the "
+        f"tool_choice {original!r} is not supported; use 'auto', 'none', 'any', 'required' or one of the "
         f"bound tool names {names}"
     )
+
+
+def _checked_max_tokens(value: Any, default: int) -> int:
+    if value is None:
+        return default
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"max_tokens must be a positive integer, got {value!r}")
+    return value
 
 
 def _forced_prefix(tool_choice: str | None) -> str:
@@ -137,7 +153,8 @@ class LayerRouteChat(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_name": self.model_name, "adapter": self.adapter, "routing": self.routing, "dtype": self.dtype,
-                "max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p}
+                "device": self.device, "max_tokens": self.max_tokens, "temperature": self.temperature,
+                "top_p": self.top_p, "seed": self.seed, "stop": self.stop}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
         params = super()._get_ls_params(stop=stop, **kwargs)
@@ -173,6 +190,10 @@ class LayerRouteChat(BaseChatModel):
             tool_choice: ``auto`` (default), ``none`` (no tool is offered), ``any``/``required`` (the reply
                 starts with a tool call), or a tool name (the reply starts with a call to that tool).
         """
+        # Several calls per reply are always allowed and schemas are not enforced while decoding, so
+        # `parallel_tool_calls` and `strict` (accepted by other chat models) change nothing here.
+        kwargs.pop("parallel_tool_calls", None)
+        kwargs.pop("strict", None)
         formatted = [convert_to_openai_tool(tool) for tool in tools]
         names = [tool["function"]["name"] for tool in formatted]
         choice = _normalise_tool_choice(tool_choice, names)
@@ -183,7 +204,7 @@ class LayerRouteChat(BaseChatModel):
     def _generation_config(self, stop: list[str] | None, kwargs: dict[str, Any], forced_call: bool) -> GenerationConfig:
         return GenerationConfig(
             end_only_after=CALL_CLOSE if forced_call else None,
-            max_new_tokens=kwargs.get("max_tokens", self.max_tokens),
+            max_new_tokens=_checked_max_tokens(kwargs.get("max_tokens"), self.max_tokens),
             temperature=kwargs.get("temperature", self.temperature),
             top_p=kwargs.get("top_p", self.top_p),
             seed=kwargs.get("seed", self.seed),
@@ -197,40 +218,54 @@ class LayerRouteChat(BaseChatModel):
             raise ValueError(
                 f"Model {self.model_name!r} has no chat template; use an instruction-tuned model with a chat template"
             )
+        if not messages:
+            raise ValueError("messages is empty; pass at least one message")
         text = tokenizer.apply_chat_template(to_template_messages(messages), tools=tools or None,
                                              add_generation_prompt=True, tokenize=False)
-        return tokenizer(text + prefix, add_special_tokens=False)["input_ids"]
+        prompt_ids = tokenizer(text + prefix, add_special_tokens=False)["input_ids"]
+        limit = getattr(runtime.routed.model.config, "max_position_embeddings", None)
+        if limit is not None and len(prompt_ids) >= limit:
+            raise ValueError(
+                f"The prompt has {len(prompt_ids)} tokens but {self.model_name!r} handles at most {limit}; "
+                "shorten the conversation or the tool descriptions"
+            )
+        return prompt_ids
+
+    def _call_tools(self, kwargs: dict[str, Any]) -> tuple[list[dict] | None, str | None]:
+        """Return the tools offered in this call (OpenAI format) and the normalised ``tool_choice``."""
+        tools = [convert_to_openai_tool(tool) for tool in kwargs.get("tools") or []]
+        names = [tool["function"]["name"] for tool in tools]
+        choice = _normalise_tool_choice(kwargs.get("tool_choice"), names)
+        if not tools or choice == "none":
+            return None, None
+        if choice == "any" and len(tools) == 1:
+            # With one tool, "any" means that tool, and naming it in the prefix guarantees the name.
+            choice = names[0]
+        return tools, choice
 
     def _iter_reply(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
                     ) -> Iterator[ChatGenerationChunk | ParsedReply]:
         """Yield the reply's chunks, then its :class:`ParsedReply` (for ``_generate``)."""
-        unknown = set(kwargs) - {"tools", "tool_choice", "max_tokens", "temperature", "top_p", "seed", "model",
-                                 "ls_structured_output_format"}
+        unknown = set(kwargs) - _CALL_ARGUMENTS
         if unknown:
             warnings.warn(f"LayerRouteChat ignores unknown call arguments {sorted(unknown)}", LayerRouteWarning,
-                          stacklevel=4)
-        tools = kwargs.get("tools") or None
-        choice = kwargs.get("tool_choice")
-        if choice == "none":
-            tools = None
-        if choice == "any" and tools and len(tools) == 1:
-            # With one tool, "any" means that tool, and naming it in the prefix guarantees the name.
-            choice = tools[0]["function"]["name"]
-        prefix = _forced_prefix(choice) if tools else ""
-        model_spec = kwargs.get("model", self.model_name)
-        runtime = get_runtime(model_spec, self.adapter, self.dtype, self.device)
+                          stacklevel=2)
+        tools, choice = self._call_tools(kwargs)
+        prefix = _forced_prefix(choice)
+        runtime = get_runtime(kwargs.get("model", self.model_name), self.adapter, self.dtype, self.device)
         route_all = not self.routing
         prompt_ids = self._prompt_ids(runtime, messages, tools, prefix)
+        config = self._generation_config(stop, kwargs, bool(prefix))
         text, emitted, result = prefix, "", None
-        for piece in runtime.run_step(prompt_ids, self._generation_config(stop, kwargs, bool(prefix)), route_all):
+        for piece in runtime.run_step(prompt_ids, config, route_all):
             if isinstance(piece, GenerationResult):
                 result = piece
                 break
             text += piece
-            if tools and may_hold_call(text):
-                continue
-            yield ChatGenerationChunk(message=AIMessageChunk(content=text[len(emitted):]))
-            emitted = text
+            visible = streamable_text(text) if tools else text
+            if len(visible) > len(emitted) and visible.startswith(emitted):
+                yield ChatGenerationChunk(message=AIMessageChunk(content=visible[len(emitted):]))
+                emitted = visible
         assert result is not None
         names = [tool["function"]["name"] for tool in tools] if tools else None
         parsed = parse_reply(text, names) if tools else ParsedReply(content=text)
@@ -243,6 +278,10 @@ class LayerRouteChat(BaseChatModel):
             yield ChatGenerationChunk(message=AIMessageChunk(content=parsed.content[len(emitted):]))
         chunks = [tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
                   for i, c in enumerate(parsed.tool_calls)]
+        # Invalid calls travel as chunks whose args are not JSON, so that LangChain's chunk merging files them
+        # under invalid_tool_calls too; the reason leads the text because a chunk has no error field.
+        chunks += [tool_call_chunk(name=c["name"], args=f"Invalid tool call ({c['error']}): {c['args']}", id=c["id"],
+                                   index=len(parsed.tool_calls) + i) for i, c in enumerate(parsed.invalid_tool_calls)]
         mode = "tool_call" if parsed.tool_calls or parsed.invalid_tool_calls else "planning"
         record = runtime.step_record(result, mode, [c["name"] for c in parsed.tool_calls], route_all)
         self._tracker.add(record)
@@ -252,8 +291,6 @@ class LayerRouteChat(BaseChatModel):
             "finish_reason": "tool_calls" if parsed.tool_calls else result.finish_reason,
             "compute": record.to_dict(),
         }
-        if parsed.invalid_tool_calls:
-            metadata["invalid_tool_calls"] = parsed.invalid_tool_calls
         usage = {"input_tokens": result.prompt_tokens, "output_tokens": len(result.token_ids),
                  "total_tokens": result.prompt_tokens + len(result.token_ids)}
         last = AIMessageChunk(content="", tool_call_chunks=chunks, usage_metadata=usage, response_metadata=metadata,
@@ -277,14 +314,12 @@ class LayerRouteChat(BaseChatModel):
                 parsed = item
         assert aggregate is not None and parsed is not None
         chunk = aggregate.message
-        metadata = dict(chunk.response_metadata)
-        metadata.pop("invalid_tool_calls", None)
         message = AIMessage(
-            content=parsed.content,
+            content=chunk.content,
             tool_calls=parsed.tool_calls,
             invalid_tool_calls=parsed.invalid_tool_calls,
             usage_metadata=chunk.usage_metadata,
-            response_metadata=metadata,
+            response_metadata=chunk.response_metadata,
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 

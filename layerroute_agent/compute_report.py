@@ -108,6 +108,11 @@ class EpisodeReport:
             "flops_saved_share": _saved(self.flops_executed, self.flops_full),
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EpisodeReport:
+        """Rebuild a report from :meth:`to_dict` output."""
+        return cls(steps=[StepRecord.from_dict(step) for step in data["steps"]])
+
     def to_json(self, indent: int = 2) -> str:
         """Return :meth:`to_dict` as a JSON string."""
         return json.dumps(self.to_dict(), indent=indent)

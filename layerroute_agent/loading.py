@@ -161,9 +161,17 @@ def load_model(spec: str = DEFAULT_MODEL, dtype: str | torch.dtype = "bfloat16",
     context = _hub_offline() if kind != "hub" else contextlib.nullcontext()
     with context:
         tokenizer = AutoTokenizer.from_pretrained(weights_path)
-        model = AutoModelForCausalLM.from_pretrained(
-            weights_path, dtype=torch_dtype, use_safetensors=True, attn_implementation=attn_implementation
-        )
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                weights_path, dtype=torch_dtype, use_safetensors=True, attn_implementation=attn_implementation
+            )
+        except OSError as err:
+            if kind == "folder" and not list(Path(weights_path).glob("*.safetensors")):
+                raise FileNotFoundError(
+                    f"Model folder {weights_path} has no safetensors weights; pickle weights are never loaded. "
+                    "Convert them once with safetensors (e.g. save_pretrained in a trusted environment)."
+                ) from err
+            raise
     model.to(device)
     model.eval()
     logger.info("Loaded model %r (%s) with weights from %s, dtype %s, device %s",

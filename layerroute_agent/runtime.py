@@ -114,6 +114,8 @@ def _build_runtime(spec: str, adapter_path: str | None, dtype: str, device: str)
 def get_runtime(spec: str, adapter: str | None, dtype: str, device: str) -> RoutedRuntime:
     """Return the shared runtime for these settings, loading it on first use."""
     adapter_path = resolve_adapter(spec, adapter)
+    if Path(spec).expanduser().exists():
+        spec = str(Path(spec).expanduser().resolve())  # one shared model whatever the spelling of the path
     key = (spec, adapter_path, dtype, str(torch.device(device)))
     with _runtimes_lock:
         if key not in _runtimes:

@@ -126,6 +126,13 @@ def _parse_json_sequence(text: str) -> tuple[list[Any], str]:
     return values, ""
 
 
+def _is_call_shaped(obj: Any, allowed: set[str] | None) -> bool:
+    """Whether a bare JSON object is a tool call rather than a JSON answer: it names a bound tool or has arguments."""
+    if not isinstance(obj, dict) or "name" not in obj:
+        return False
+    return "arguments" in obj or "parameters" in obj or (allowed is not None and obj["name"] in allowed)
+
+
 def _looks_like_bare_call(text: str) -> bool:
     return text.startswith("{") and '"name"' in text or text.startswith("[{")
 
@@ -137,7 +144,7 @@ def _parse_bare(text: str, allowed: set[str] | None) -> ParsedReply | None:
         return None
     values, rest = _parse_json_sequence(body)
     objects = [item for value in values for item in (value if isinstance(value, list) else [value])]
-    if not all(isinstance(o, dict) and "name" in o for o in objects):
+    if not all(_is_call_shaped(o, allowed) for o in objects):
         return None
     if rest and not _looks_like_bare_call(rest):
         return None
@@ -154,6 +161,22 @@ def _parse_bare(text: str, allowed: set[str] | None) -> ParsedReply | None:
     return parsed
 
 
+def _parse_tagged_block(raw: str, closed: bool, allowed: set[str] | None, parsed: ParsedReply) -> None:
+    """Parse one ``<tool_call>`` block, which may hold one object, a list, or several objects in a row."""
+    values, rest = _parse_json_sequence(raw)
+    if not values:
+        try:
+            json.loads(raw)
+        except json.JSONDecodeError as err:
+            reason = f"invalid JSON in <tool_call>: {err}" if closed else "unterminated <tool_call> block"
+            parsed.invalid_tool_calls.append(invalid_tool_call(name=None, args=raw, id=_new_call_id(), error=reason))
+        return
+    # Text after the objects (the model sometimes adds some before the closing tag) is ignored.
+    objects = [item for value in values for item in (value if isinstance(value, list) else [value])]
+    for obj in objects:
+        _add(parsed, _call_from_object(obj, json.dumps(obj) if len(objects) > 1 else raw, allowed))
+
+
 def parse_reply(text: str, tool_names: Sequence[str] | None = None) -> ParsedReply:
     """Split a model reply into content, tool calls and invalid tool calls.
 
@@ -165,30 +188,34 @@ def parse_reply(text: str, tool_names: Sequence[str] | None = None) -> ParsedRep
     if CALL_OPEN in text:
         parsed = ParsedReply(content=_TAGGED_CALL.sub("", text).strip())
         for match in _TAGGED_CALL.finditer(text):
-            raw = match.group(1).strip()
-            try:
-                # raw_decode ignores text after the object, which the model sometimes adds before the closing tag.
-                obj, _ = json.JSONDecoder().raw_decode(raw)
-            except json.JSONDecodeError as err:
-                closed = match.group(0).endswith(CALL_CLOSE)
-                reason = f"invalid JSON in <tool_call>: {err}" if closed else "unterminated <tool_call> block"
-                parsed.invalid_tool_calls.append(invalid_tool_call(name=None, args=raw, id=_new_call_id(), error=reason))
-                continue
-            _add(parsed, _call_from_object(obj, raw, allowed))
+            _parse_tagged_block(match.group(1).strip(), match.group(0).endswith(CALL_CLOSE), allowed, parsed)
         return parsed
     stripped = text.strip()
     bare = _parse_bare(stripped, allowed) if tool_names is not None else None
     return bare if bare is not None else ParsedReply(content=stripped)
 
 
-def may_hold_call(text: str) -> bool:
-    """Whether streamed text so far may turn out to be (or contain) a tool call, so it must be held back."""
-    stripped = text.lstrip()
-    return CALL_OPEN in text or stripped.startswith(("{", "[", "```")) or _partial_tag_at_end(text)
+_CLOSED_CALL = re.compile(re.escape(CALL_OPEN) + r".*?" + re.escape(CALL_CLOSE), re.DOTALL)
 
 
-def _partial_tag_at_end(text: str) -> bool:
-    return any(text.endswith(CALL_OPEN[:i]) for i in range(1, len(CALL_OPEN)))
+def streamable_text(text: str) -> str:
+    """Return the part of a reply so far that is surely content, so it can be streamed.
+
+    Closed ``<tool_call>`` blocks are removed, an open one and a possible partial tag at the end are held
+    back, and so is leading and trailing whitespace. A reply that starts like bare JSON is held back whole,
+    because it may be a call. Once the reply is complete, :func:`parse_reply` gives content that starts
+    with this text.
+    """
+    if text.lstrip().startswith(("{", "[", "```")):
+        return ""
+    visible = _CLOSED_CALL.sub("", text)
+    if CALL_OPEN in visible:
+        visible = visible[: visible.index(CALL_OPEN)]
+    for size in range(len(CALL_OPEN) - 1, 0, -1):
+        if visible.endswith(CALL_OPEN[:size]):
+            visible = visible[:-size]
+            break
+    return visible.strip()
 
 
-__all__ = ["CALL_CLOSE", "CALL_OPEN", "ParsedReply", "may_hold_call", "parse_reply", "to_template_messages"]
+__all__ = ["CALL_CLOSE", "CALL_OPEN", "ParsedReply", "parse_reply", "streamable_text", "to_template_messages"]

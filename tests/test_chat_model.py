@@ -148,3 +148,94 @@ def test_model_spec_errors_name_the_fix() -> None:
         LayerRouteChat(model="./no/such/folder").invoke("x")
     with pytest.raises(FileNotFoundError, match="pass an adapter folder, 'default' or None"):
         LayerRouteChat(adapter="/no/such/adapter").invoke("x")
+
+
+def _scripted(llm: LayerRouteChat, pieces: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the runtime reply with fixed text pieces (the decisions and timings come from a real prefill)."""
+    runtime = llm.runtime
+    real_run_step = runtime.run_step
+
+    def run_step(prompt_ids, config, route_all=False):
+        result = None
+        for item in real_run_step(prompt_ids, config, route_all):
+            result = item
+        yield from pieces
+        result.text = "".join(pieces)
+        yield result
+
+    monkeypatch.setattr(runtime, "run_step", run_step)
+
+
+def test_stream_and_invoke_agree_on_mixed_reply(llm: LayerRouteChat, monkeypatch: pytest.MonkeyPatch) -> None:
+    pieces = ["\n", "Let me ", "check.", "<tool_call>", '{"name": "get_weather", "arguments": {"city": "Lyon"}}',
+              "</tool_call>", "<tool_call>{bad}</tool_call>", "\nDone"]
+    _scripted(llm, pieces, monkeypatch)
+    bound = llm.bind_tools([get_weather])
+    chunks = list(bound.stream("weather?"))
+    merged = chunks[0]
+    for chunk in chunks[1:]:
+        merged = merged + chunk
+    reply = bound.invoke("weather?")
+    assert reply.content == merged.content == "Let me check.\nDone"
+    assert [c["args"] for c in reply.tool_calls] == [c["args"] for c in merged.tool_calls] == [{"city": "Lyon"}]
+    assert len(reply.invalid_tool_calls) == len(merged.invalid_tool_calls) == 1
+    assert "invalid JSON in <tool_call>" in reply.invalid_tool_calls[0]["error"]
+    assert "invalid JSON in <tool_call>" in merged.invalid_tool_calls[0]["args"]
+
+
+def test_call_time_tool_choice_is_normalised(llm: LayerRouteChat, monkeypatch: pytest.MonkeyPatch) -> None:
+    _scripted(llm, ['"city": "Lyon"}}</tool_call>'], monkeypatch)
+    tools = [get_weather]
+    for choice in ("required", True, {"type": "function", "function": {"name": "get_weather"}}, {"type": "any"}):
+        reply = llm.invoke("weather?", tools=tools, tool_choice=choice)
+        assert [(c["name"], c["args"]) for c in reply.tool_calls] == [("get_weather", {"city": "Lyon"})], choice
+
+
+def test_forced_prefix_starts_the_call(llm: LayerRouteChat, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = {}
+    runtime = llm.runtime
+    real_run_step = runtime.run_step
+
+    def run_step(prompt_ids, config, route_all=False):
+        seen["prompt"] = runtime.tokenizer.decode(prompt_ids)
+        seen["end_only_after"] = config.end_only_after
+        yield from real_run_step(prompt_ids, config, route_all)
+
+    monkeypatch.setattr(runtime, "run_step", run_step)
+    llm.bind_tools([get_weather], tool_choice="get_weather").invoke("weather?")
+    assert seen["prompt"].endswith('<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", "arguments": {')
+    assert seen["end_only_after"] == "</tool_call>"
+
+
+def test_bad_call_settings_name_the_argument(llm: LayerRouteChat) -> None:
+    with pytest.raises(ValueError, match="max_tokens must be a positive integer, got 0"):
+        llm.invoke("x", max_tokens=0)
+    assert llm.invoke("x", max_tokens=None).usage_metadata["output_tokens"] <= llm.max_tokens
+    with pytest.raises(ValueError, match="tool_choice {'type': 'web'} is not supported"):
+        llm.bind_tools([get_weather], tool_choice={"type": "web"})
+
+
+def test_too_long_prompt_is_rejected(llm: LayerRouteChat) -> None:
+    with pytest.raises(ValueError, match=r"The prompt has \d+ tokens but .* handles at most 1024"):
+        llm.invoke("weather " * 1200)
+
+
+def test_cache_key_includes_seed(llm: LayerRouteChat) -> None:
+    first = LayerRouteChat(model=llm.model_name, adapter=None, seed=1)._identifying_params
+    second = LayerRouteChat(model=llm.model_name, adapter=None, seed=2)._identifying_params
+    assert first != second
+
+
+def test_path_spellings_share_one_model(tiny_model_dir: Path) -> None:
+    plain = LayerRouteChat(model=str(tiny_model_dir), adapter=None)
+    slashed = LayerRouteChat(model=str(tiny_model_dir) + "/", adapter=None)
+    assert plain.runtime is slashed.runtime
+
+
+def test_episode_report_round_trips(llm: LayerRouteChat) -> None:
+    from layerroute_agent import EpisodeReport
+
+    llm.reset_compute_report()
+    llm.invoke("one")
+    report = llm.compute_report()
+    assert EpisodeReport.from_dict(json.loads(report.to_json())) == report

@@ -59,7 +59,7 @@ def test_pickle_only_folder_is_refused(tiny_model_dir: Path, tmp_path: Path) -> 
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
         (folder / name).write_bytes((tiny_model_dir / name).read_bytes())
     assert not list(folder.glob("*.safetensors")), "the folder must hold pickle weights only"
-    with pytest.raises(OSError, match="safetensors"):
+    with pytest.raises(FileNotFoundError, match="has no safetensors weights; pickle weights are never loaded"):
         load_model(str(folder))
 
 

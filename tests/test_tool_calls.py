@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
-from layerroute_agent.tool_calls import may_hold_call, parse_reply, to_template_messages
+from layerroute_agent.tool_calls import parse_reply, streamable_text, to_template_messages
 
 TOOLS = ["get_weather", "convert_currency"]
 
@@ -59,7 +59,7 @@ def test_no_tools_bound_keeps_json_as_content() -> None:
         ('<tool_call>{"name": "send_email", "arguments": {}}</tool_call>', "unknown tool 'send_email'"),
         ('<tool_call>{"name": "get_weather", "arguments": [1, 2]}</tool_call>', "must be a JSON object, got list"),
         ('<tool_call>{"name": "get_weather", "arguments": "{oops"}</tool_call>', "'arguments' is not valid JSON"),
-        ('<tool_call>[1]</tool_call>', "expected a JSON object, got list"),
+        ('<tool_call>[1]</tool_call>', "expected a JSON object, got int"),
         ('{"name": "get_weather", "arguments": {"city": "Lyon"', "malformed JSON tool call"),
     ],
 )
@@ -78,11 +78,35 @@ def test_valid_and_invalid_calls_in_one_reply() -> None:
     assert len(parsed.tool_calls) == 1 and len(parsed.invalid_tool_calls) == 1
 
 
-def test_may_hold_call() -> None:
-    assert may_hold_call("Sure <tool_")
-    assert may_hold_call('  {"name"')
-    assert may_hold_call("text <tool_call>{")
-    assert not may_hold_call("The weather is sunny.")
+def test_streamable_text_holds_back_possible_calls() -> None:
+    assert streamable_text("Sure <tool_") == "Sure"
+    assert streamable_text('  {"name"') == ""
+    assert streamable_text("text <tool_call>{") == "text"
+    assert streamable_text("\nThe weather is sunny. ") == "The weather is sunny."
+    assert streamable_text('A <tool_call>{"name": "x"}</tool_call>\nB') == "A \nB"
+
+
+def test_streamable_text_is_a_prefix_of_parsed_content() -> None:
+    reply = '\nLet me check.<tool_call>{"name": "get_weather", "arguments": {}}</tool_call><tool_call>{bad}</tool_call>\nDone'
+    content = parse_reply(reply, TOOLS).content
+    for end in range(len(reply) + 1):
+        assert content.startswith(streamable_text(reply[:end])), reply[:end]
+    assert streamable_text(reply) == content
+
+
+def test_several_calls_in_one_tag() -> None:
+    parsed = parse_reply('<tool_call>{"name": "get_weather", "arguments": {"city": "A"}}\n'
+                         '{"name": "convert_currency", "arguments": {}}</tool_call>', TOOLS)
+    assert [c["name"] for c in parsed.tool_calls] == ["get_weather", "convert_currency"]
+    listed = parse_reply('<tool_call>[{"name": "get_weather", "arguments": {"city": "A"}}, '
+                         '{"name": "get_weather", "arguments": {"city": "B"}}]</tool_call>', TOOLS)
+    assert [c["args"]["city"] for c in listed.tool_calls] == ["A", "B"]
+
+
+def test_json_answer_is_not_a_call() -> None:
+    parsed = parse_reply('{"name": "Paris", "population": 2}', TOOLS)
+    assert parsed.tool_calls == [] and parsed.invalid_tool_calls == []
+    assert parsed.content == '{"name": "Paris", "population": 2}'
 
 
 def test_template_messages_round_trip_tool_turns() -> None:
