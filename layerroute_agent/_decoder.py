@@ -1,4 +1,4 @@
-"""The one place that knows how transformers decoder internals are called.
+"""The only module that calls transformers decoder internals directly.
 
 Everything else in the package drives decoder blocks through :func:`call_block`, reads the
 embedding, final norm, rotary embedding and LM head through :class:`DecoderParts`, and uses

@@ -25,11 +25,11 @@ class StepRecord:
     """Compute of one agent step (one model call)."""
 
     mode: Mode
-    """``tool_call`` when the reply holds at least one tool call (valid or invalid), else ``planning``."""
+    """``tool_call`` when the reply contains at least one tool call (valid or invalid), else ``planning``."""
     model_name: str
     routing: str
-    """What decided the blocks: ``learnt`` (a trained adapter), ``untrained`` (fresh routers run every block),
-    or ``override``."""
+    """Source of the block decisions: ``learnt`` (a trained adapter), ``untrained`` (fresh routers run every
+    block), or ``override``."""
     blocks_run: list[int]
     blocks_skipped: list[int]
     flops_executed: int

@@ -69,7 +69,7 @@ def merge_lora(model: nn.Module) -> nn.Module:
 
 
 def has_unmerged_lora(model: nn.Module) -> bool:
-    """Whether ``model`` still carries LoRA modules that run beside the base weights."""
+    """Return whether ``model`` still carries LoRA modules that run beside the base weights."""
     return any(isinstance(module, LoraLayer) for module in model.modules())
 
 

@@ -36,7 +36,7 @@ class RoutingConfig:
     """Configuration of the per-block routers."""
 
     pooling: Pooling = "mean"
-    """How prompt hidden states become the router input: masked ``"mean"`` or ``"last"`` prompt token."""
+    """Router input: the masked ``"mean"`` of the prompt hidden states, or the ``"last"`` prompt token's."""
     init_bias: float = 3.0
     """Bias every router starts with (weights start at zero); positive means "run the block"."""
 
@@ -165,7 +165,7 @@ class StepDecisions:
 
 @dataclass
 class GenerationState:
-    """What a generation step carries from prefill to each decode call."""
+    """State a generation step carries from prefill to each decode call."""
 
     decisions: StepDecisions
     cache: BlockKVCache
@@ -174,7 +174,7 @@ class GenerationState:
     next_positions: torch.Tensor
     """``(B, 1)`` position id of the next token per row."""
     padded: bool
-    """Whether any row holds left padding (then explicit masks are needed)."""
+    """Whether any row contains left padding (then explicit masks are needed)."""
 
 
 @dataclass

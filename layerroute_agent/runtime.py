@@ -1,6 +1,6 @@
 """The loaded, routed model shared by every chat model instance with the same settings.
 
-A :class:`RoutedRuntime` holds the routed model, its tokenizer and its FLOPs counter. One runtime
+A :class:`RoutedRuntime` contains the routed model, its tokenizer and its FLOPs counter. One runtime
 exists per (model spec, adapter, dtype, device); it keeps no per-call state, so several threads can
 generate with it at once. :meth:`RoutedRuntime.run_step` turns a prompt into a reply and its
 :class:`~layerroute_agent.compute_report.StepRecord`.

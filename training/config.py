@@ -17,13 +17,13 @@ class TrainConfig:
     model: str = DEFAULT_MODEL
     """Base model spec (offline pack name, folder, .gguf file or hub id)."""
     output_dir: str = "runs/adapter"
-    """Where checkpoints and the final adapter folder are written."""
+    """Folder for checkpoints and the final adapter."""
     steps: int = 300
     """Optimiser steps."""
     batch_size: int = 4
     """Examples per step (per process under accelerate)."""
     max_length: int = 512
-    """Longest prompt + target in tokens; longer examples are skipped and counted, never truncated."""
+    """Maximum prompt + target length in tokens; longer examples are skipped and counted, never truncated."""
     learning_rate: float = 2e-4
     """AdamW learning rate of the LoRA weights."""
     router_learning_rate: float = 5e-4

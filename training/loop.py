@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 
 class Rendered(Protocol):
-    """What the loop needs of an example: token ids, where the target starts, and its mode."""
+    """Example as the loop reads it: token ids, the index where the target starts, and its mode."""
 
     input_ids: list[int]
     prompt_length: int
