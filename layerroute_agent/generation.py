@@ -79,6 +79,16 @@ def _end_token_ids(tokenizer: PreTrainedTokenizerBase, generation_config: object
     return ids
 
 
+def _turn_start_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Return ids of tokens that open a new chat turn; a reply never contains one, so decoding masks them."""
+    ids = []
+    for token in ("<|im_start|>", "<|start_header_id|>"):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
+            ids.append(token_id)
+    return ids
+
+
 def _sample(logits: torch.Tensor, config: GenerationConfig, generator: torch.Generator | None) -> int:
     """Pick the next token from ``(V,)`` logits."""
     if config.temperature == 0:
@@ -129,9 +139,12 @@ def stream_tokens(routed: RoutedCausalLM, tokenizer: PreTrainedTokenizerBase, pr
     text, emitted, finish_reason, decode_calls = "", "", "length", 0
     started = time.perf_counter()
     end_index = torch.tensor(sorted(end_ids), device=device)
+    banned = torch.tensor(_turn_start_ids(tokenizer), dtype=torch.long, device=device)
     while len(generated) < config.max_new_tokens:
         if config.end_only_after is not None and config.end_only_after not in text:
             logits = logits.index_fill(1, end_index, float("-inf"))
+        if len(banned):
+            logits = logits.index_fill(1, banned, float("-inf"))
         token = _sample(logits[0], config, generator)
         if token in end_ids:
             finish_reason = "stop"
