@@ -15,6 +15,7 @@ import ast
 import json
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,17 +75,27 @@ def load_hermes(source: str | Path = HERMES_HUB_ID, *, config: str | None = None
         skips: counter for rejected rows and turns; a fresh one is created (and its counts logged) when ``None``.
     """
     counter = counter_or_new(skips)
-    examples = []
-    for index, row in enumerate(read_rows(source, "hermes", counter, config=config, split=split, limit=limit)):
-        trace_id = str(row.get("id", index))
-        try:
-            messages, tools = _hermes_trace(row)
-        except _TraceError as error:
-            counter.add(f"hermes:{error}", trace_id)
-            continue
-        examples.extend(_step_examples(messages, tools, "hermes", trace_id, counter))
+    rows = read_rows(source, "hermes", counter, config=config, split=split, limit=limit)
+    examples = _trace_examples(rows, "hermes", _hermes_trace, counter, row_id=lambda row, index: row.get("id", index))
     logger.info("loaded %d Hermes examples from %s", len(examples), source)
     report_if_owned(counter, skips, "skipped Hermes rows")
+    return examples
+
+
+def _trace_examples(rows: list[dict[str, Any]], source: str,
+                    parse_row: Callable[[dict[str, Any]], tuple[list[dict[str, Any]], list[dict[str, Any]] | None]],
+                    counter: SkipCounter, row_id: Callable[[dict[str, Any], int], Any] = lambda row, index: index
+                    ) -> list[TraceExample]:
+    """Turn each row into one example per assistant step; a row ``parse_row`` rejects is counted and skipped."""
+    examples = []
+    for index, row in enumerate(rows):
+        trace_id = str(row_id(row, index))
+        try:
+            messages, tools = parse_row(row)
+        except _TraceError as error:
+            counter.add(f"{source}:{error}", trace_id)
+            continue
+        examples.extend(_step_examples(messages, tools, source, trace_id, counter))
     return examples
 
 
@@ -104,15 +115,8 @@ def load_glaive(source: str | Path = GLAIVE_HUB_ID, *, split: str = "train", lim
         skips: counter for rejected rows and turns; a fresh one is created (and its counts logged) when ``None``.
     """
     counter = counter_or_new(skips)
-    examples = []
-    for index, row in enumerate(read_rows(source, "glaive", counter, split=split, limit=limit)):
-        trace_id = str(index)
-        try:
-            messages, tools = _glaive_trace(row)
-        except _TraceError as error:
-            counter.add(f"glaive:{error}", trace_id)
-            continue
-        examples.extend(_step_examples(messages, tools, "glaive", trace_id, counter))
+    rows = read_rows(source, "glaive", counter, split=split, limit=limit)
+    examples = _trace_examples(rows, "glaive", _glaive_trace, counter)
     logger.info("loaded %d Glaive examples from %s", len(examples), source)
     report_if_owned(counter, skips, "skipped Glaive rows")
     return examples
