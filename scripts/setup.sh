@@ -8,3 +8,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "torch==2.13.0" -e ".[offline,agents,dev]"
+# Training and evaluation data files. --no-deps because bfcl-eval pins packages that clash with this stack;
+# only its data files are read, and neither package is imported.
+.venv/bin/python -m pip install --quiet --no-deps "bfcl-eval==2026.3.23" "champ-dataset==1.0.0"
