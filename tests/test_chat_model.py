@@ -38,8 +38,10 @@ def test_invoke_returns_usage_and_compute(llm: LayerRouteChat) -> None:
     compute = metadata["compute"]
     assert compute["mode"] == "planning"
     assert compute["routing"] == "untrained"
-    assert compute["blocks_skipped"] == [] and compute["blocks_run"] == [0, 1, 2, 3]
-    assert compute["flops_executed"] > 0 and compute["flops_full"] > 0
+    assert compute["blocks_skipped"] == []
+    assert compute["blocks_run"] == [0, 1, 2, 3]
+    assert compute["flops_executed"] > 0
+    assert compute["flops_full"] > 0
 
 
 def test_stream_aggregates_to_invoke(llm: LayerRouteChat) -> None:
@@ -56,9 +58,10 @@ def test_stream_aggregates_to_invoke(llm: LayerRouteChat) -> None:
 def test_max_tokens_gives_length_finish(tiny_model_dir: Path) -> None:
     llm = LayerRouteChat(model=str(tiny_model_dir), adapter=None, max_tokens=3)
     reply = llm.invoke("hello", stop=None)
-    if reply.response_metadata["finish_reason"] == "length":
-        assert reply.usage_metadata["output_tokens"] == 3
-    assert reply.usage_metadata["output_tokens"] <= 3
+    # The fixed random model emits no end-of-turn token in its first three tokens for this prompt.
+    assert reply.response_metadata["finish_reason"] == "length"
+    assert reply.usage_metadata["output_tokens"] == 3
+    assert reply.response_metadata["compute"]["tokens_out"] == 3
 
 
 def test_named_tool_choice_forces_that_tool(llm: LayerRouteChat) -> None:
