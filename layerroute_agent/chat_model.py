@@ -119,10 +119,10 @@ class LayerRouteChat(BaseChatModel):
     model_name: str = Field(default=DEFAULT_MODEL, alias="model")
     """Model spec: the offline pack name (default), a local folder, a ``.gguf`` file or a hub id."""
     adapter: str | None = DEFAULT_ADAPTER
-    """Routing adapter folder; ``"default"`` (default) takes the shipped adapter of the default model when the
-    package has one, ``None`` uses untrained routers (every block runs: the base model)."""
+    """Routing adapter folder. ``"default"`` (default) takes the shipped adapter of the default model when the
+    package has one. ``None`` uses untrained routers, which run every block, so the model is the base model."""
     routing: bool = True
-    """``False`` runs every block whatever the routers say (for A/B comparisons)."""
+    """``False`` runs every block whatever the routers decide (for A/B comparisons)."""
     dtype: str = "bfloat16"
     """Parameter dtype: ``bfloat16`` (default, fastest on CPUs with AVX-512 bf16) or ``float32``."""
     device: str = "cpu"
@@ -278,8 +278,8 @@ class LayerRouteChat(BaseChatModel):
             yield ChatGenerationChunk(message=AIMessageChunk(content=parsed.content[len(emitted):]))
         chunks = [tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
                   for i, c in enumerate(parsed.tool_calls)]
-        # Invalid calls travel as chunks whose args are not JSON, so that LangChain's chunk merging files them
-        # under invalid_tool_calls too; the reason leads the text because a chunk has no error field.
+        # Invalid calls travel as chunks whose args are not JSON, so LangChain's chunk merging files them under
+        # invalid_tool_calls too. The reason leads the text because a chunk has no error field.
         chunks += [tool_call_chunk(name=c["name"], args=f"Invalid tool call ({c['error']}): {c['args']}", id=c["id"],
                                    index=len(parsed.tool_calls) + i) for i, c in enumerate(parsed.invalid_tool_calls)]
         mode = "tool_call" if parsed.tool_calls or parsed.invalid_tool_calls else "planning"

@@ -62,9 +62,9 @@ class BlockRouter(nn.Module):
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         """Map ``(B, D)`` pooled states to ``(B,)`` logits, computed in float32.
 
-        The pooled state is scaled to unit RMS first: residual-stream norms grow by orders of magnitude
-        from the first block to the last, and unscaled inputs would make one learning rate too large for
-        late routers and too small for early ones. The scaling has no parameters.
+        The pooled state is scaled to unit RMS first, because residual-stream norms grow by orders of
+        magnitude from the first block to the last. Unscaled, one learning rate would be too large for late
+        routers and too small for early ones. The scaling has no parameters.
         """
         pooled = pooled.float()
         pooled = pooled * torch.rsqrt(pooled.pow(2).mean(dim=-1, keepdim=True) + 1e-6)
@@ -120,14 +120,15 @@ def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 def additive_attention_mask(attention_mask: torch.Tensor, query_length: int, dtype: torch.dtype) -> torch.Tensor:
     """Build a ``(B, 1, T, K)`` additive causal mask from a ``(B, K)`` key padding mask.
 
-    The last ``query_length`` keys are the new tokens; each new token sees every earlier real key.
+    The last ``query_length`` keys are the new tokens; each new token attends to every earlier real key.
     """
     key_length = attention_mask.shape[1]
     device = attention_mask.device
     query_positions = torch.arange(key_length - query_length, key_length, device=device)
     causal = torch.arange(key_length, device=device)[None, :] <= query_positions[:, None]  # (T, K)
     allowed = causal[None, :, :] & attention_mask.bool()[:, None, :]  # (B, T, K)
-    # A left-pad query row sees no key at all; let it see itself so softmax stays finite (its output is unused).
+    # A left-pad query row has no key to attend to, so it attends to itself to keep softmax finite (its output
+    # is unused).
     allowed = allowed | torch.eye(key_length, device=device, dtype=torch.bool)[-query_length:][None]
     mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
     return mask.masked_fill(~allowed, torch.finfo(dtype).min)[:, None]

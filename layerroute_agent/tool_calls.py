@@ -127,7 +127,7 @@ def _parse_json_sequence(text: str) -> tuple[list[Any], str]:
 
 
 def _is_call_shaped(obj: Any, allowed: set[str] | None) -> bool:
-    """Whether a bare JSON object is a tool call rather than a JSON answer: it names a bound tool or has arguments."""
+    """Whether a bare JSON object is a tool call rather than JSON content, because it names a bound tool or has arguments."""
     if not isinstance(obj, dict) or "name" not in obj:
         return False
     return "arguments" in obj or "parameters" in obj or (allowed is not None and obj["name"] in allowed)

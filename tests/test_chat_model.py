@@ -78,7 +78,8 @@ def test_named_tool_choice_forces_that_tool(llm: LayerRouteChat) -> None:
 
 def test_tool_choice_none_offers_no_tool(llm: LayerRouteChat) -> None:
     reply = llm.bind_tools([get_weather], tool_choice="none").invoke("weather?")
-    assert reply.tool_calls == [] and reply.invalid_tool_calls == []
+    assert reply.tool_calls == []
+    assert reply.invalid_tool_calls == []
     assert reply.response_metadata["compute"]["mode"] == "planning"
 
 

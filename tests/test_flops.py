@@ -36,7 +36,7 @@ def test_qwen25_block_and_head_by_hand() -> None:
     assert counter.block_token(100) - counter.block_token(0) == 4 * 14 * 64 * 100
 
 
-def test_qwen25_blocks_are_about_72_percent_of_a_token() -> None:
+def test_qwen25_block_share_of_token() -> None:
     counter = FlopsCounter(ModelShape.from_config(QWEN25_05B))
     blocks = 24 * counter.block_token(0)
     assert blocks / (blocks + counter.lm_head) == pytest.approx(0.72, abs=0.01)
@@ -65,8 +65,8 @@ def test_prefill_matches_flop_counter(skipped: frozenset[int]) -> None:
     tokens, blocks_run = 11, 4 - len(skipped)
     input_ids = torch.randint(5, 500, (1, tokens))
     measured = _measured_flops(lambda: routed.prefill(input_ids, torch.ones_like(input_ids), RouteOverride(skipped)))
-    # Eager attention multiplies the full T x T score matrix (masked afterwards); the counter counts only the
-    # causal half T (T + 1) / 2 that a token really attends to. The difference is exactly the masked part.
+    # Eager attention multiplies the full T x T score matrix and masks it afterwards. The counter counts only
+    # the causal T (T + 1) / 2 keys that tokens attend to, so the difference is exactly the masked part.
     masked_keys = tokens * tokens - tokens * (tokens + 1) // 2
     masked = blocks_run * 4 * shape.num_heads * shape.head_dim * masked_keys
     assert measured == FlopsCounter(shape).prefill(tokens, blocks_run) + masked

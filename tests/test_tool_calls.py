@@ -38,9 +38,10 @@ def test_bare_json_list_and_fence() -> None:
     assert [c["args"]["city"] for c in parsed.tool_calls] == ["A", "B"]
 
 
-def test_bare_json_that_is_not_a_call_is_content() -> None:
+def test_bare_non_call_json_is_content() -> None:
     parsed = parse_reply('{"temperature": 21}', TOOLS)
-    assert parsed.tool_calls == [] and parsed.invalid_tool_calls == []
+    assert parsed.tool_calls == []
+    assert parsed.invalid_tool_calls == []
     assert parsed.content == '{"temperature": 21}'
 
 
@@ -75,7 +76,8 @@ def test_valid_and_invalid_calls_in_one_reply() -> None:
     text = ('<tool_call>{"name": "get_weather", "arguments": {"city": "Lyon"}}</tool_call>'
             '<tool_call>{"name": "get_weather", "arguments": {</tool_call>')
     parsed = parse_reply(text, TOOLS)
-    assert len(parsed.tool_calls) == 1 and len(parsed.invalid_tool_calls) == 1
+    assert len(parsed.tool_calls) == 1
+    assert len(parsed.invalid_tool_calls) == 1
 
 
 def test_streamable_text_holds_back_possible_calls() -> None:
@@ -105,7 +107,8 @@ def test_several_calls_in_one_tag() -> None:
 
 def test_json_answer_is_not_a_call() -> None:
     parsed = parse_reply('{"name": "Paris", "population": 2}', TOOLS)
-    assert parsed.tool_calls == [] and parsed.invalid_tool_calls == []
+    assert parsed.tool_calls == []
+    assert parsed.invalid_tool_calls == []
     assert parsed.content == '{"name": "Paris", "population": 2}'
 
 

@@ -25,7 +25,6 @@ from typing import Any
 from training.config import TrainConfig
 
 
-
 def _field_docs() -> dict[str, str]:
     """Return each TrainConfig field's docstring, read from the source (dataclass fields have no __doc__)."""
     import ast
@@ -34,7 +33,7 @@ def _field_docs() -> dict[str, str]:
     tree = ast.parse(inspect.getsource(TrainConfig))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs = {}
-    for node, following in zip(body, body[1:]):
+    for node, following in zip(body, body[1:], strict=False):
         if isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr):
             docs[node.target.id] = " ".join(str(following.value.value).split())  # type: ignore[union-attr]
     return docs
@@ -63,9 +62,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Merge ``--config`` (if any) with the flags given on the command line."""
     values: dict[str, Any] = json.loads(args.config.read_text()) if args.config else {}
     for field in dataclasses.fields(TrainConfig):
-        given = getattr(args, field.name, None)
-        if given is not None:
-            values[field.name] = tuple(given) if field.name == "sources" else given
+        flag_value = getattr(args, field.name, None)
+        if flag_value is not None:
+            values[field.name] = tuple(flag_value) if field.name == "sources" else flag_value
     if "sources" in values:
         values["sources"] = tuple(values["sources"])
     return TrainConfig(**values)

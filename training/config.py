@@ -53,8 +53,8 @@ class TrainConfig:
     per_mode_cap: int = 2000
     """Most examples taken per mode, so that neither mode swamps the other."""
     sources: tuple[str, ...] = ("bfcl", "champ")
-    """Data sources: ``bfcl`` and ``champ`` work offline; local files as ``hermes=PATH``, ``glaive=PATH``,
-    ``gsm8k=PATH``, ``turing=PATH`` (or a hub id in place of PATH when the hub is reachable)."""
+    """Data sources. ``bfcl`` and ``champ`` work offline. Local files are given as ``hermes=PATH``,
+    ``glaive=PATH``, ``gsm8k=PATH`` or ``turing=PATH``, with a hub id in place of PATH when the hub is reachable."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form notes stored with the adapter."""
 

@@ -105,7 +105,7 @@ def build_routed_model(config: TrainConfig, device: str) -> tuple[RoutedCausalLM
     loaded = load_model(config.model, dtype=config.dtype, device=device)
     if config.lora_rank:
         attach_lora(loaded.model, LoraSettings(rank=config.lora_rank, alpha=2.0 * config.lora_rank))
-    for name, parameter in loaded.model.named_parameters():
+    for parameter in loaded.model.parameters():
         if parameter.requires_grad:
             parameter.data = parameter.data.float()
     routers = RouterStack(loaded.model.config.num_hidden_layers, loaded.model.config.hidden_size,

@@ -7,8 +7,14 @@ import logging
 from transformers import PreTrainedTokenizerBase
 
 from training.config import TrainConfig
-from training.data import RenderedExample, SkipCounter, build_training_set, log_skip_counts, render_examples
-from training.data import split_examples
+from training.data import (
+    RenderedExample,
+    SkipCounter,
+    build_training_set,
+    log_skip_counts,
+    render_examples,
+    split_examples,
+)
 
 logger = logging.getLogger(__name__)
 
