@@ -22,6 +22,7 @@ from training.data import (
     bfcl_schema,
     build_training_set,
     count_examples,
+    format_calls,
     load_bfcl,
     load_bfcl_eval,
     load_champ,
@@ -588,3 +589,30 @@ def test_build_training_set_with_local_sources(tmp_path: Path) -> None:
     assert count_examples(examples) == {("bfcl:simple_javascript", "tool_call"): 50, ("gsm8k", "planning"): 1,
                                         ("hermes", "tool_call"): 1, ("hermes", "planning"): 2}
     assert skips == SkipCounter({"gsm8k:answer has no '####' line": 1})
+
+
+def test_json_call_format_writes_bare_objects_one_per_line() -> None:
+    first = '{"name": "get_weather", "arguments": {"city": "Paris"}}'
+    second = '{"name": "get_weather", "arguments": {"city": "Lyon"}}'
+    tagged = f"Checking.\n<tool_call>\n{first}\n</tool_call>\n<tool_call>\n{second}\n</tool_call>"
+
+    assert format_calls(tagged, "json") == f"Checking.\n{first}\n{second}"
+
+
+def test_tagged_call_format_keeps_the_target() -> None:
+    tagged = weather_example().target
+
+    assert format_calls(tagged, "tagged") == tagged
+
+
+def test_unknown_call_format_is_named() -> None:
+    with pytest.raises(ValueError, match="'xml'"):
+        format_calls("text", "xml")
+
+
+def test_render_example_applies_the_call_format(tokenizer: Any) -> None:
+    rendered = render_example(weather_example(), tokenizer, max_length=1024, call_format="json")
+
+    assert rendered is not None
+    target = tokenizer.decode(rendered.input_ids[rendered.prompt_length:], clean_up_tokenization_spaces=False)
+    assert target == '{"name": "get_weather", "arguments": {"city": "Paris"}}' + END_OF_TURN

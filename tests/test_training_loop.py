@@ -115,3 +115,8 @@ def test_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     assert expected.keys() == actual.keys()
     for name in expected:
         torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=0)
+
+
+def test_config_rejects_unknown_call_format() -> None:
+    with pytest.raises(ValueError, match="call_format must be one of"):
+        TrainConfig(call_format="xml")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from layerroute_agent.loading import DEFAULT_MODEL
+from training.data.render import CALL_FORMATS
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ class TrainConfig:
     """Share of the in-domain examples held out (never trained on)."""
     per_mode_cap: int = 2000
     """Most examples taken per mode, so that neither mode swamps the other."""
+    call_format: str = "json"
+    """How tool-call targets are written: ``json`` (bare JSON objects, one per line, the form the offline
+    Qwen2.5-Coder-0.5B writes on its own) or ``tagged`` (``<tool_call>`` blocks, the chat template's form).
+    ``python -m training.call_format`` measures which opening the base model prefers."""
     sources: tuple[str, ...] = ("bfcl", "champ")
     """Data sources. ``bfcl`` and ``champ`` work offline. Local files are given as ``hermes=PATH``,
     ``glaive=PATH``, ``gsm8k=PATH`` or ``turing=PATH``, with a hub id in place of PATH when the hub is reachable."""
@@ -77,6 +82,8 @@ class TrainConfig:
             "" if (self.gate_penalty_planning or 0) >= 0 else
             f"gate_penalty_planning must be >= 0, got {self.gate_penalty_planning}",
             "" if self.pooling in ("mean", "last") else f"pooling must be 'mean' or 'last', got {self.pooling!r}",
+            "" if self.call_format in CALL_FORMATS else
+            f"call_format must be one of {list(CALL_FORMATS)}, got {self.call_format!r}",
             "" if self.lora_rank >= 0 else f"lora_rank must be >= 0, got {self.lora_rank}",
             "" if 0 <= self.eval_fraction < 1 else f"eval_fraction must be in [0, 1), got {self.eval_fraction}",
             "" if self.dtype in ("bfloat16", "float32", "float16") else

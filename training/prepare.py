@@ -45,8 +45,8 @@ def prepare_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase
     examples = build_training_set(max_per_mode=config.per_mode_cap, seed=SPLIT_SEED, skips=skips,
                                   **_source_arguments(config.sources))
     train, held_out = split_examples(examples, config.eval_fraction, seed=SPLIT_SEED)
-    train_rendered = render_examples(train, tokenizer, config.max_length, skips)
-    held_out_rendered = render_examples(held_out, tokenizer, config.max_length, skips)
+    train_rendered = render_examples(train, tokenizer, config.max_length, skips, config.call_format)
+    held_out_rendered = render_examples(held_out, tokenizer, config.max_length, skips, config.call_format)
     log_skip_counts(skips, title="rows and examples left out", level=logging.WARNING if skips else logging.INFO)
     for name, subset in (("train", train_rendered), ("held-out", held_out_rendered)):
         modes = {m: sum(e.mode == m for e in subset) for m in ("tool_call", "planning")}

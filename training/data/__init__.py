@@ -43,11 +43,22 @@ from .examples import (
 )
 from .mixing import build_training_set, count_examples, mix_examples, split_examples
 from .planning import GSM8K_HUB_ID, TURING_HUB_ID, champ_data_file, load_champ, load_gsm8k, load_turing
-from .render import END_OF_TURN, RenderedExample, end_of_turn_token, render_example, render_examples, render_prompt
+from .render import (
+    CALL_FORMATS,
+    END_OF_TURN,
+    RenderedExample,
+    end_of_turn_token,
+    format_calls,
+    render_example,
+    render_examples,
+    render_prompt,
+)
 from .sources import read_rows
 from .traces import GLAIVE_HUB_ID, HERMES_HUB_ID, load_glaive, load_hermes
 
 __all__ = [
+    "CALL_FORMATS",
+    "format_calls",
     "END_OF_TURN",
     "EVAL_BFCL_CATEGORIES",
     "GLAIVE_HUB_ID",
