@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from training.cli import train_main
-from training.evaluate import EvalSizes, evaluate
+from training.evaluate import EvalSizes, evaluate, target_checks
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +106,28 @@ def test_sweep_summary_reports_spread() -> None:
     assert summary["differential_positive_every_seed"] is False
     assert summary["spread"]["skip_differential"]["min"] == -0.01
     assert summary["spread"]["tool_call_flops_saved"]["max"] == 0.3
+
+
+def _report(tool_saved: float, planning_saved: float, accuracy_routed: float) -> dict:
+    modes = {"tool_call": {"flops_saved_share": tool_saved, "ppl_base": 4.0, "ppl_routed": 3.0},
+             "planning": {"flops_saved_share": planning_saved, "ppl_base": 4.0, "ppl_routed": 4.5}}
+    return {"modes": modes, "bfcl_live_simple": {"accuracy_base": 0.5, "accuracy_routed": accuracy_routed}}
+
+
+def test_target_checks_mark_each_target() -> None:
+    checks = target_checks(_report(tool_saved=0.16, planning_saved=0.04, accuracy_routed=0.49))
+
+    assert {name: check["met"] for name, check in checks.items()} == {
+        "tool_call_flops_saved": True, "planning_flops_saved": False, "tool_call_ppl_delta": True,
+        "planning_ppl_delta": False, "bfcl_live_simple_accuracy_gap": True}
+
+
+def test_target_checks_leave_out_missing_values() -> None:
+    report = _report(tool_saved=0.2, planning_saved=0.0, accuracy_routed=0.4)
+    report["modes"]["planning"]["flops_saved_share"] = None
+    del report["bfcl_live_simple"]
+
+    checks = target_checks(report)
+
+    assert set(checks) == {"tool_call_flops_saved", "tool_call_ppl_delta", "planning_ppl_delta"}
+    assert checks["tool_call_flops_saved"]["target"] == ">= 0.1525"
