@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 Pooling = Literal["mean", "last"]
 GATE_THRESHOLD = 0.5
+ALWAYS_RUN_LOGIT = 100.0
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,15 @@ class RoutingConfig:
     """Router input: the masked ``"mean"`` of the prompt hidden states, or the ``"last"`` prompt token's."""
     init_bias: float = 3.0
     """Bias every router starts with (weights start at zero); positive means "run the block"."""
+    always_run: tuple[int, ...] = ()
+    """Blocks taken out of routing: they run for every input and their routers are never consulted."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "always_run", tuple(self.always_run))  # JSON gives a list
         if self.pooling not in ("mean", "last"):
             raise ValueError(f"RoutingConfig.pooling must be 'mean' or 'last', got {self.pooling!r}")
+        if not all(isinstance(block, int) and block >= 0 for block in self.always_run):
+            raise ValueError(f"RoutingConfig.always_run must hold block indices >= 0, got {self.always_run!r}")
         if not self.init_bias > 0:
             raise ValueError(
                 f"RoutingConfig.init_bias must be > 0 so that untrained routers run every block, got {self.init_bias}"
@@ -211,6 +217,10 @@ class RoutedCausalLM(nn.Module):
             raise ValueError(
                 f"RouterStack has {len(self.routers)} routers but the model has {len(self.parts.layers)} blocks"
             )
+        outside = [block for block in self.routers.config.always_run if block >= len(self.parts.layers)]
+        if outside:
+            raise ValueError(f"RoutingConfig.always_run names blocks {outside}, but the model has "
+                             f"{len(self.parts.layers)} blocks (0 to {len(self.parts.layers) - 1})")
         self.routers.to(next(model.parameters()).device)
 
     @property
@@ -218,7 +228,15 @@ class RoutedCausalLM(nn.Module):
         """Number of decoder blocks ``L``."""
         return len(self.parts.layers)
 
+    @property
+    def num_routed_blocks(self) -> int:
+        """Number of blocks whose router is consulted (every block but ``RoutingConfig.always_run``)."""
+        return sum(index not in self.routers.config.always_run for index in range(self.num_blocks))
+
     def _route(self, index: int, hidden_states: torch.Tensor, prompt_mask: torch.Tensor) -> torch.Tensor:
+        if index in self.routers.config.always_run:
+            # A logit this large gives probability 1 in float32: the block runs, and no gradient flows.
+            return torch.full(hidden_states.shape[:1], ALWAYS_RUN_LOGIT, device=hidden_states.device)
         pooled = pool_prompt(hidden_states, prompt_mask, self.routers.config.pooling)  # (B, T, D) -> (B, D)
         return self.routers[index](pooled)  # (B,)
 

@@ -75,7 +75,7 @@ class RoutedRuntime:
     def step_record(self, result: GenerationResult, mode: Mode, tool_calls: list[str], route_all: bool) -> StepRecord:
         """Build the compute record of one finished step (batch row 0)."""
         blocks_run = result.decisions.blocks_run(0)
-        routers = 0 if route_all else self.routed.num_blocks
+        routers = 0 if route_all else self.routed.num_routed_blocks
         prompt, decoded = result.prompt_tokens, result.decode_calls
         return StepRecord(
             mode=mode,

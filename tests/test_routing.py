@@ -218,3 +218,32 @@ def test_training_step_moves_only_routers_and_lora() -> None:
         if name in frozen:
             assert torch.equal(parameter, frozen[name]), name
     assert any(torch.count_nonzero(router.proj.weight) > 0 for router in routed.routers.routers)
+
+
+def _router_says_skip(routed: RoutedCausalLM, block: int) -> None:
+    with torch.no_grad():
+        routed.routers[block].proj.bias.fill_(-5.0)
+
+
+def test_always_run_block_ignores_its_router() -> None:
+    routers = RouterStack(4, 64, RoutingConfig(always_run=(0,)))
+    routed = RoutedCausalLM(tiny_qwen2(), routers)
+    for block in (0, 2):
+        _router_says_skip(routed, block)
+    input_ids, attention_mask = _left_padded_batch()
+
+    _, state = routed.prefill(input_ids, attention_mask)
+    out = routed.forward_train(input_ids, attention_mask, attention_mask)
+
+    assert state.decisions.blocks_skipped(0) == [2]
+    assert out.gates[:, 0].tolist() == [1.0, 1.0, 1.0]
+    assert routed.num_routed_blocks == 3
+
+
+def test_always_run_outside_the_model_is_named() -> None:
+    with pytest.raises(ValueError, match=r"always_run names blocks \[7\], but the model has 4 blocks"):
+        RoutedCausalLM(tiny_qwen2(), RouterStack(4, 64, RoutingConfig(always_run=(7,))))
+
+
+def test_always_run_from_json_list_is_a_tuple() -> None:
+    assert RoutingConfig(always_run=[0, 1]).always_run == (0, 1)  # type: ignore[arg-type]

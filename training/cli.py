@@ -51,6 +51,8 @@ def _train_parser() -> argparse.ArgumentParser:
         help_text = f"{docs.get(field.name, '')} (default: {default})"
         if field.name == "sources":
             parser.add_argument(flag, nargs="+", default=None, help=help_text)
+        elif field.name == "always_run":
+            parser.add_argument(flag, type=int, nargs="*", default=None, help=help_text)
         elif field.name == "gate_penalty_planning":
             parser.add_argument(flag, type=float, default=None, help=help_text)
         else:
@@ -64,9 +66,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     for field in dataclasses.fields(TrainConfig):
         flag_value = getattr(args, field.name, None)
         if flag_value is not None:
-            values[field.name] = tuple(flag_value) if field.name == "sources" else flag_value
-    if "sources" in values:
-        values["sources"] = tuple(values["sources"])
+            values[field.name] = flag_value
     return TrainConfig(**values)
 
 

@@ -95,7 +95,7 @@ def _score_example(example: RenderedExample, base: RoutedRuntime, routed: Routed
     run = out.gates[0] > 0.5  # (L,)
     blocks_run, blocks = int(run.sum()), run.numel()
     prompt, decoded = example.prompt_length, len(example.input_ids) - example.prompt_length - 1
-    executed = routed.counter.step(prompt, decoded, blocks_run, routers_evaluated=blocks)
+    executed = routed.counter.step(prompt, decoded, blocks_run, routers_evaluated=routed.routed.num_routed_blocks)
     full = routed.full_counter.step(prompt, decoded, blocks, 0)
     totals.saved.append(1.0 - executed / full)
     totals.skipped.append(1.0 - blocks_run / blocks)
@@ -148,7 +148,6 @@ def _train_config(adapter: str) -> TrainConfig:
     if not stored:
         logger.warning("Adapter %s stores no training config; using the default split settings", adapter)
         return TrainConfig()
-    stored["sources"] = tuple(stored.get("sources", ()))
     return TrainConfig(**stored)
 
 

@@ -109,7 +109,8 @@ def build_routed_model(config: TrainConfig, device: str) -> tuple[RoutedCausalLM
         if parameter.requires_grad:
             parameter.data = parameter.data.float()
     routers = RouterStack(loaded.model.config.num_hidden_layers, loaded.model.config.hidden_size,
-                          RoutingConfig(pooling=config.pooling, init_bias=config.init_bias))
+                          RoutingConfig(pooling=config.pooling, init_bias=config.init_bias,
+                                        always_run=config.always_run))
     routed = RoutedCausalLM(loaded.model, routers)
     routed.model.train()
     return routed, loaded.tokenizer
