@@ -90,8 +90,8 @@ def _forced_reply(tool_choice: str | None, names: list[str], json_reply: bool, t
                   ) -> tuple[str, JsonReplyConstraint | None]:
     """Return the text a reply is forced to start with and the constraint that steers the rest.
 
-    A forced call is the bare JSON object the model writes on its own: ``{"name": "X", "arguments": {`` for a
-    named tool; for ``any`` the prefix stops at ``{"name": "`` and decoding is restricted to the bound names.
+    A forced call is the bare JSON object the model writes on its own, ``{"name": "X", "arguments": {`` for a
+    named tool. For ``any`` the prefix stops at ``{"name": "`` and decoding is restricted to the bound names.
     The reply ends when the object closes (a malformed one still ends up in ``invalid_tool_calls``).
     """
     if json_reply:
@@ -129,7 +129,7 @@ class LayerRouteChat(BaseChatModel):
     ``tool_choice`` is kept: a named tool (or ``any`` with one tool) forces the reply to open with
     ``{"name": "<tool>", "arguments": {``; ``any``/``required`` with several tools forces ``{"name": "`` and
     masks every token that does not spell an allowed name (constrained decoding, no retries); ``none``
-    offers no tools and parses no calls. A forced reply holds exactly one call and ends when its JSON
+    offers no tools and parses no calls. A forced reply contains exactly one call and ends when its JSON
     object closes, so a call that is still malformed at ``max_tokens`` becomes an ``invalid_tool_calls``
     entry.
 
@@ -229,7 +229,7 @@ class LayerRouteChat(BaseChatModel):
                 one call to a bound tool, its name constrained while decoding), or a tool name (the reply is
                 one call to that tool).
         """
-        # Replies under `auto` may hold several calls and schemas are not enforced while decoding, so
+        # Replies under `auto` may contain several calls, and schemas are not enforced while decoding, so
         # `parallel_tool_calls` and `strict` (accepted by other chat models) change nothing here.
         kwargs.pop("parallel_tool_calls", None)
         kwargs.pop("strict", None)

@@ -2,9 +2,9 @@
 
 A forced reply starts with a prefix placed at the end of the prompt (``{`` for JSON output,
 ``{"name": "get_weather", "arguments": {`` for a named tool). :class:`JsonReplyConstraint` then masks
-end-of-turn until the object closes, ends the reply as soon as it does, and can restrict the first
-characters after the prefix to a fixed set of strings (the allowed tool names) by masking every token
-that leaves all of them.
+end-of-turn until the object closes and ends the reply as soon as it does. It can also restrict the text
+right after the prefix to a fixed set of strings (the allowed tool names), by masking every token that
+would leave all of them.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ _indexes_lock = threading.Lock()
 
 
 def token_index(tokenizer: PreTrainedTokenizerBase) -> TokenIndex:
-    """Return the :class:`TokenIndex` of ``tokenizer``, built on first use (about a second for 150k tokens)."""
+    """Return the :class:`TokenIndex` of ``tokenizer``, built on first use."""
     with _indexes_lock:
         if tokenizer not in _indexes:
             _indexes[tokenizer] = TokenIndex(tokenizer)
@@ -106,8 +106,8 @@ class JsonReplyConstraint:
         allowed: set[int] = set()
         for choice in open_choices:
             allowed |= self._index.ids_covering_start_of(choice[len(text):])  # type: ignore[union-attr]
-        # NOTE: only a choice that no token sequence can spell (possible for names outside the ASCII tool-name
-        # alphabet) leaves this empty; decoding is then unrestricted and the parser flags a wrong name.
+        # NOTE: a choice that no sequence of whole-character tokens can spell (possible for non-ASCII names)
+        # leaves this empty. Decoding is then unrestricted, and the parser flags a name that is not bound.
         return sorted(allowed) or None
 
     def complete_length(self, text: str) -> int | None:

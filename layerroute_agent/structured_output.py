@@ -130,7 +130,7 @@ class OutputSchema:
                    pydantic_class=schema if is_model else None, source=schema)
 
     def instruction(self) -> str:
-        """Return the system-message text that asks for a JSON reply (with the schema, when there is one)."""
+        """Return the system-message text that requests a JSON reply (with the schema, when there is one)."""
         if self.json_schema is None:
             return "Reply with one JSON object and nothing else."
         return ("Reply with one JSON object and nothing else. The object must follow this JSON Schema:\n"
@@ -174,7 +174,7 @@ class StructuredOutputParser(BaseOutputParser[Any]):
     """Turn a reply into the schema's result, from the content (JSON modes) or the first tool call.
 
     Raises ``OutputParserException`` with the raw reply when the reply is not JSON, has no call, or does not
-    fit the schema; it never returns ``None`` for a bad reply. While streaming it emits one result, once the
+    fit the schema, so a bad reply never becomes ``None``. While streaming, it emits one result when the
     reply is complete.
     """
 
@@ -211,7 +211,7 @@ class StructuredOutputParser(BaseOutputParser[Any]):
 
 
 def response_format_for(output_schema: OutputSchema) -> dict[str, Any]:
-    """Return the OpenAI-style ``response_format`` call argument that asks for this schema."""
+    """Return the OpenAI-style ``response_format`` call argument that requests this schema."""
     if output_schema.json_schema is None:
         return {"type": "json_object"}
     return {"type": "json_schema", "json_schema": {"name": output_schema.name, "schema": output_schema.json_schema}}

@@ -96,7 +96,7 @@ def test_function_calling_reads_the_forced_call(llm: LayerRouteChat, monkeypatch
 
 def test_bad_reply_raises_with_raw_text(llm: LayerRouteChat, monkeypatch: pytest.MonkeyPatch) -> None:
     _scripted(llm, ['"setup": "Why?"}'], monkeypatch)
-    with pytest.raises(OutputParserException, match=r"does not fit Joke.*Raw reply: '\{\"setup\": \"Why\?\"\}'"):
+    with pytest.raises(OutputParserException, match=r"(?s)does not fit Joke.*Raw reply: '\{\"setup\": \"Why\?\"\}'"):
         llm.with_structured_output(Joke).invoke("x")
     with pytest.raises(OutputParserException, match=r"missing required property 'punchline'"):
         llm.with_structured_output(JOKE_SCHEMA).invoke("x")
@@ -104,7 +104,7 @@ def test_bad_reply_raises_with_raw_text(llm: LayerRouteChat, monkeypatch: pytest
 
 def test_cut_reply_raises_not_json(llm: LayerRouteChat, monkeypatch: pytest.MonkeyPatch) -> None:
     _scripted(llm, ['"setup": "Why'], monkeypatch)
-    with pytest.raises(OutputParserException, match=r"is not valid JSON.*Raw reply: '\{\"setup\": \"Why'"):
+    with pytest.raises(OutputParserException, match=r"(?s)is not valid JSON.*Raw reply: '\{\"setup\": \"Why'"):
         llm.with_structured_output(Joke).invoke("x")
     with pytest.raises(OutputParserException, match=r"has no valid Joke tool call"):
         llm.with_structured_output(Joke, method="function_calling").invoke("x")
