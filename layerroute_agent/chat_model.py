@@ -15,24 +15,34 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
+from transformers import PreTrainedTokenizerBase
 
 from layerroute_agent._errors import LayerRouteWarning
 from layerroute_agent.compute_report import ComputeTracker, EpisodeReport
+from layerroute_agent.constrained import JsonReplyConstraint, token_index
 from layerroute_agent.generation import GenerationConfig, GenerationResult
 from layerroute_agent.loading import DEFAULT_MODEL
 from layerroute_agent.runtime import DEFAULT_ADAPTER, RoutedRuntime, get_runtime
+from layerroute_agent.structured_output import (
+    METHODS,
+    Method,
+    OutputSchema,
+    StructuredOutputParser,
+    instruction_for,
+    response_format_for,
+    with_instruction,
+)
 from layerroute_agent.tool_calls import (
-    CALL_CLOSE,
-    CALL_OPEN,
     ParsedReply,
     parse_reply,
     streamable_text,
@@ -41,7 +51,7 @@ from layerroute_agent.tool_calls import (
 
 _FIXED_CHOICES = ("auto", "none", "any", "required")
 _CALL_ARGUMENTS = {"tools", "tool_choice", "max_tokens", "temperature", "top_p", "seed", "model", "stream",
-                   "ls_structured_output_format"}
+                   "response_format", "ls_structured_output_format"}
 
 
 def _normalise_tool_choice(tool_choice: Any, names: list[str]) -> str | None:
@@ -76,14 +86,24 @@ def _checked_max_tokens(value: Any, default: int) -> int:
     return value
 
 
-def _forced_prefix(tool_choice: str | None) -> str:
-    """Return the text a reply is forced to start with so that it opens a tool call (a malformed one still
-    ends up in ``invalid_tool_calls``)."""
+def _forced_reply(tool_choice: str | None, names: list[str], json_reply: bool, tokenizer: PreTrainedTokenizerBase
+                  ) -> tuple[str, JsonReplyConstraint | None]:
+    """Return the text a reply is forced to start with and the constraint that steers the rest.
+
+    A forced call is the bare JSON object the model writes on its own, ``{"name": "X", "arguments": {`` for a
+    named tool. For ``any`` the prefix stops at ``{"name": "`` and decoding is restricted to the bound names.
+    The reply ends when the object closes (a malformed one still ends up in ``invalid_tool_calls``).
+    """
+    if json_reply:
+        return "{", JsonReplyConstraint("{")
     if tool_choice == "any":
-        return CALL_OPEN + '\n{"name": "'
+        prefix = '{"name": "'
+        choices = [name + '", "arguments": {' for name in names]
+        return prefix, JsonReplyConstraint(prefix, choices, token_index(tokenizer))
     if tool_choice not in (None, "auto", "none"):
-        return CALL_OPEN + '\n{"name": ' + json.dumps(tool_choice) + ', "arguments": {'
-    return ""
+        prefix = '{"name": ' + json.dumps(tool_choice) + ', "arguments": {'
+        return prefix, JsonReplyConstraint(prefix)
+    return "", None
 
 
 class LayerRouteChat(BaseChatModel):
@@ -105,6 +125,24 @@ class LayerRouteChat(BaseChatModel):
 
         llm_tools = llm.bind_tools([get_weather], tool_choice="auto")
         llm_tools.invoke("Weather in Lyon?").tool_calls
+
+    ``tool_choice`` is kept: a named tool (or ``any`` with one tool) forces the reply to open with
+    ``{"name": "<tool>", "arguments": {``; ``any``/``required`` with several tools forces ``{"name": "`` and
+    masks every token that does not spell an allowed name (constrained decoding, no retries); ``none``
+    offers no tools and parses no calls. A forced reply contains exactly one call and ends when its JSON
+    object closes, so a call that is still malformed at ``max_tokens`` becomes an ``invalid_tool_calls``
+    entry.
+
+    Structured output::
+
+        class Joke(BaseModel):
+            setup: str
+            punchline: str
+
+        llm.with_structured_output(Joke).invoke("Tell me a joke about cats.")   # Joke(setup=..., ...)
+
+    A reply that is not JSON or does not fit the schema raises ``OutputParserException`` with the raw
+    reply in its message (or, with ``include_raw=True``, returns it as ``parsing_error``).
 
     Every instance with the same ``model``, ``adapter``, ``dtype`` and ``device`` shares one loaded
     model; calls from several threads are safe. ``compute_report()`` returns the steps this instance
@@ -187,10 +225,11 @@ class LayerRouteChat(BaseChatModel):
 
         Args:
             tools: LangChain tools, pydantic classes, functions or OpenAI tool dicts.
-            tool_choice: ``auto`` (default), ``none`` (no tool is offered), ``any``/``required`` (the reply
-                starts with a tool call), or a tool name (the reply starts with a call to that tool).
+            tool_choice: ``auto`` (default), ``none`` (no tool is offered), ``any``/``required`` (the reply is
+                one call to a bound tool, its name constrained while decoding), or a tool name (the reply is
+                one call to that tool).
         """
-        # Several calls per reply are always allowed and schemas are not enforced while decoding, so
+        # Replies under `auto` may contain several calls, and schemas are not enforced while decoding, so
         # `parallel_tool_calls` and `strict` (accepted by other chat models) change nothing here.
         kwargs.pop("parallel_tool_calls", None)
         kwargs.pop("strict", None)
@@ -201,9 +240,57 @@ class LayerRouteChat(BaseChatModel):
             kwargs["tool_choice"] = choice
         return super().bind(tools=formatted, **kwargs)
 
-    def _generation_config(self, stop: list[str] | None, kwargs: dict[str, Any], forced_call: bool) -> GenerationConfig:
+    def with_structured_output(self, schema: dict[str, Any] | type | None = None, *, method: Method = "json_schema",
+                               include_raw: bool = False, strict: bool | None = None, **kwargs: Any
+                               ) -> Runnable[LanguageModelInput, Any]:
+        """Return a runnable whose output is the reply parsed into ``schema``.
+
+        Args:
+            schema: a pydantic class (the result is an instance), a ``TypedDict`` class or a JSON Schema dict
+                with a ``title`` (the result is a dict). ``json_mode`` also takes ``None``: any JSON object.
+            method: ``json_schema`` (default): the schema goes into the system message and the reply is
+                forced to open with ``{`` and ends when the object closes. ``json_mode``: the same, and the
+                schema is optional. ``function_calling``: a forced call to a tool made from the schema.
+            include_raw: return ``{"raw": AIMessage, "parsed": result or None, "parsing_error": error or None}``
+                instead of raising on a reply that does not fit.
+            strict: accepted for compatibility. Decoding is not constrained by the schema beyond the opening
+                ``{``, but every reply is validated against it, whatever this is set to.
+
+        Raises:
+            OutputParserException (when invoked, without ``include_raw``): the reply is not JSON, or does
+            not fit the schema; the message contains the raw reply.
+        """
+        if kwargs:
+            raise ValueError(f"with_structured_output got unsupported arguments {sorted(kwargs)}; "
+                             "use schema, method, include_raw and strict")
+        if method not in METHODS:
+            raise ValueError(f"method {method!r} is not supported; use one of {list(METHODS)}")
+        if schema is None and method != "json_mode":
+            raise ValueError(f"method {method!r} needs a schema; pass one, or use method='json_mode' for any object")
+        output_schema = OutputSchema.from_schema(schema) if schema is not None else OutputSchema(
+            "output", None, None, None)
+        tracing = {"kwargs": {"method": method, "strict": strict}, "schema": schema} if schema is not None else None
+        if method == "function_calling":
+            llm = self.bind_tools([schema], tool_choice=output_schema.name,  # type: ignore[list-item]
+                                  ls_structured_output_format=tracing)
+        else:
+            llm = self.bind(response_format=response_format_for(output_schema), ls_structured_output_format=tracing)
+        parser = StructuredOutputParser(target_schema=output_schema, from_tool_call=method == "function_calling")
+        if not include_raw:
+            return llm | parser
+
+        def parse_with_raw(message: AIMessage) -> dict[str, Any]:
+            try:
+                return {"raw": message, "parsed": parser.invoke(message), "parsing_error": None}
+            except OutputParserException as err:
+                return {"raw": message, "parsed": None, "parsing_error": err}
+
+        return llm | RunnableLambda(parse_with_raw)
+
+    def _generation_config(self, stop: list[str] | None, kwargs: dict[str, Any],
+                           constraint: JsonReplyConstraint | None) -> GenerationConfig:
         return GenerationConfig(
-            end_only_after=CALL_CLOSE if forced_call else None,
+            constraint=constraint,
             max_new_tokens=_checked_max_tokens(kwargs.get("max_tokens"), self.max_tokens),
             temperature=kwargs.get("temperature", self.temperature),
             top_p=kwargs.get("top_p", self.top_p),
@@ -251,11 +338,20 @@ class LayerRouteChat(BaseChatModel):
             warnings.warn(f"LayerRouteChat ignores unknown call arguments {sorted(unknown)}", LayerRouteWarning,
                           stacklevel=2)
         tools, choice = self._call_tools(kwargs)
-        prefix = _forced_prefix(choice)
+        instruction = instruction_for(kwargs.get("response_format"))
+        if instruction is not None and tools:
+            raise NotImplementedError(
+                "response_format cannot be combined with tools in one call; use with_structured_output("
+                "schema, method='function_calling') to get structured output through a tool call"
+            )
+        if instruction is not None:
+            messages = with_instruction(messages, instruction)
         runtime = get_runtime(kwargs.get("model", self.model_name), self.adapter, self.dtype, self.device)
+        names = [tool["function"]["name"] for tool in tools] if tools else []
+        prefix, constraint = _forced_reply(choice, names, instruction is not None, runtime.tokenizer)
         route_all = not self.routing
         prompt_ids = self._prompt_ids(runtime, messages, tools, prefix)
-        config = self._generation_config(stop, kwargs, bool(prefix))
+        config = self._generation_config(stop, kwargs, constraint)
         text, emitted, result = prefix, "", None
         for piece in runtime.run_step(prompt_ids, config, route_all):
             if isinstance(piece, GenerationResult):
@@ -267,7 +363,6 @@ class LayerRouteChat(BaseChatModel):
                 yield ChatGenerationChunk(message=AIMessageChunk(content=visible[len(emitted):]))
                 emitted = visible
         assert result is not None
-        names = [tool["function"]["name"] for tool in tools] if tools else None
         parsed = parse_reply(text, names) if tools else ParsedReply(content=text)
         yield from self._closing_chunks(runtime, parsed, emitted, result, route_all)
         yield parsed

@@ -11,11 +11,22 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
 from layerroute_agent.routing import RoutedCausalLM, RouteOverride, StepDecisions
+
+
+class DecodingConstraint(Protocol):
+    """Rules that steer one reply while it is decoded; both methods read the reply text generated so far."""
+
+    def allowed_token_ids(self, text: str) -> Sequence[int] | None:
+        """Return the ids the next token may take, or ``None`` when any token may follow."""
+
+    def complete_length(self, text: str) -> int | None:
+        """Return the length at which ``text`` is a complete reply, or ``None`` while it is not complete."""
 
 
 @dataclass(frozen=True)
@@ -32,9 +43,11 @@ class GenerationConfig:
     """Seed of this call's own random generator (sampling only)."""
     stop: tuple[str, ...] = ()
     """Strings that end generation; the text is cut before the first one."""
-    end_only_after: str | None = None
-    """When set, end-of-turn tokens are masked out until the generated text contains this string (used to make
-    a forced tool call reach its closing tag). ``max_new_tokens`` still bounds the reply."""
+    constraint: DecodingConstraint | None = None
+    """When set, the next token is limited to ``constraint.allowed_token_ids``, end-of-turn tokens are masked
+    until ``constraint.complete_length`` finds the reply complete, and the reply is cut at that length and
+    ends there (finish ``"stop"``). Forced tool calls and JSON replies use this. ``max_new_tokens`` still
+    bounds the reply."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -118,6 +131,18 @@ def _cut_at_stop(text: str, stop: tuple[str, ...]) -> str | None:
     return text[: min(hits)] if hits else None
 
 
+def _constrained(logits: torch.Tensor, constraint: DecodingConstraint, text: str, end_index: torch.Tensor
+                 ) -> torch.Tensor:
+    """Apply ``constraint`` to ``(1, V)`` next-token logits; end-of-turn is masked because the reply is not complete
+    yet (a complete one has already stopped)."""
+    logits = logits.index_fill(1, end_index, float("-inf"))
+    allowed = constraint.allowed_token_ids(text)
+    if allowed is None:
+        return logits
+    keep = torch.tensor(list(allowed), dtype=torch.long, device=logits.device)
+    return torch.full_like(logits, float("-inf")).index_copy(1, keep, logits.index_select(1, keep))
+
+
 def stream_tokens(routed: RoutedCausalLM, tokenizer: PreTrainedTokenizerBase, prompt_ids: list[int],
                   config: GenerationConfig, override: RouteOverride | None = None
                   ) -> Iterator[str | GenerationResult]:
@@ -141,8 +166,8 @@ def stream_tokens(routed: RoutedCausalLM, tokenizer: PreTrainedTokenizerBase, pr
     end_index = torch.tensor(sorted(end_ids), device=device)
     banned = torch.tensor(_turn_start_ids(tokenizer), dtype=torch.long, device=device)
     while len(generated) < config.max_new_tokens:
-        if config.end_only_after is not None and config.end_only_after not in text:
-            logits = logits.index_fill(1, end_index, float("-inf"))
+        if config.constraint is not None:
+            logits = _constrained(logits, config.constraint, text, end_index)
         if len(banned):
             logits = logits.index_fill(1, banned, float("-inf"))
         token = _sample(logits[0], config, generator)
@@ -152,6 +177,9 @@ def stream_tokens(routed: RoutedCausalLM, tokenizer: PreTrainedTokenizerBase, pr
         generated.append(token)
         text = tokenizer.decode(generated, skip_special_tokens=False)
         cut = _cut_at_stop(text, config.stop)
+        if cut is None and config.constraint is not None:
+            complete = config.constraint.complete_length(text)
+            cut = None if complete is None else text[:complete]
         if cut is not None:
             text, finish_reason = cut, "stop"
         # Hold back a trailing replacement character (the next token may complete a UTF-8 sequence) and any
@@ -178,4 +206,4 @@ def stream_tokens(routed: RoutedCausalLM, tokenizer: PreTrainedTokenizerBase, pr
     )
 
 
-__all__ = ["GenerationConfig", "GenerationResult", "stream_tokens"]
+__all__ = ["DecodingConstraint", "GenerationConfig", "GenerationResult", "stream_tokens"]

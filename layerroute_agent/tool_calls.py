@@ -46,6 +46,17 @@ def _assistant_dict(message: AIMessage) -> dict[str, Any]:
     return entry
 
 
+def _user_dicts(message: HumanMessage) -> list[dict[str, Any]]:
+    """Return a user turn, preceded by a tool turn for each Anthropic-style ``tool_result`` block it carries."""
+    blocks = message.content if isinstance(message.content, list) else []
+    results = [b for b in blocks if isinstance(b, dict) and b.get("type") == "tool_result"]
+    turns = [{"role": "tool", "content": _text_of(b.get("content", "")), "name": ""} for b in results]
+    text = _text_of(message.content)
+    if text or not turns:
+        turns.append({"role": "user", "content": text})
+    return turns
+
+
 def to_template_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
     """Convert LangChain messages into the role/content dicts that chat templates read.
 
@@ -57,7 +68,7 @@ def to_template_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]
         if isinstance(message, SystemMessage):
             converted.append({"role": "system", "content": _text_of(message.content)})
         elif isinstance(message, HumanMessage):
-            converted.append({"role": "user", "content": _text_of(message.content)})
+            converted.extend(_user_dicts(message))
         elif isinstance(message, AIMessage):
             converted.append(_assistant_dict(message))
         elif isinstance(message, ToolMessage):

@@ -188,7 +188,7 @@ def test_stream_and_invoke_agree_on_mixed_reply(llm: LayerRouteChat, monkeypatch
 
 
 def test_call_time_tool_choice_is_normalised(llm: LayerRouteChat, monkeypatch: pytest.MonkeyPatch) -> None:
-    _scripted(llm, ['"city": "Lyon"}}</tool_call>'], monkeypatch)
+    _scripted(llm, ['"city": "Lyon"}}'], monkeypatch)
     tools = [get_weather]
     for choice in ("required", True, {"type": "function", "function": {"name": "get_weather"}}, {"type": "any"}):
         reply = llm.invoke("weather?", tools=tools, tool_choice=choice)
@@ -202,13 +202,13 @@ def test_forced_prefix_starts_the_call(llm: LayerRouteChat, monkeypatch: pytest.
 
     def run_step(prompt_ids, config, route_all=False):
         seen["prompt"] = runtime.tokenizer.decode(prompt_ids)
-        seen["end_only_after"] = config.end_only_after
+        seen["constraint"] = config.constraint
         yield from real_run_step(prompt_ids, config, route_all)
 
     monkeypatch.setattr(runtime, "run_step", run_step)
     llm.bind_tools([get_weather], tool_choice="get_weather").invoke("weather?")
-    assert seen["prompt"].endswith('<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", "arguments": {')
-    assert seen["end_only_after"] == "</tool_call>"
+    assert seen["prompt"].endswith('<|im_start|>assistant\n{"name": "get_weather", "arguments": {')
+    assert seen["constraint"].complete_length('"city": "Lyon"}} and more') == len('"city": "Lyon"}}')
 
 
 def test_bad_call_settings_name_the_argument(llm: LayerRouteChat) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from langchain_core.tools import tool
+from pydantic import BaseModel, Field
 
 from layerroute_agent import LayerRouteChat
 from layerroute_agent.routing import RoutedCausalLM, RouteOverride
@@ -58,3 +59,47 @@ def test_weather_question_gives_weather_call(llm: LayerRouteChat) -> None:
 def test_required_tool_choice_always_calls(llm: LayerRouteChat) -> None:
     reply = llm.bind_tools([get_weather], tool_choice="required").invoke("Tell me a joke.")
     assert [c["name"] for c in reply.tool_calls] == ["get_weather"]
+
+
+@tool
+def convert_currency(amount: float, source: str, target: str) -> str:
+    """Convert an amount of money from one currency to another."""
+    return f"{amount} {source} in {target}"
+
+
+def test_required_with_two_tools_calls_one(llm: LayerRouteChat) -> None:
+    reply = llm.bind_tools([get_weather, convert_currency], tool_choice="required").invoke("Tell me a joke.")
+    assert len(reply.tool_calls) == 1
+    assert reply.tool_calls[0]["name"] in ("get_weather", "convert_currency")
+    assert reply.usage_metadata["output_tokens"] < llm.max_tokens
+
+
+def test_any_with_two_tools_calls_one(llm: LayerRouteChat) -> None:
+    reply = llm.bind_tools([get_weather, convert_currency], tool_choice="any").invoke("How much is 20 EUR in USD?")
+    assert [c["name"] for c in reply.tool_calls] == ["convert_currency"]
+
+
+def test_named_tool_among_several_is_called(llm: LayerRouteChat) -> None:
+    bound = llm.bind_tools([get_weather, convert_currency], tool_choice="convert_currency")
+    reply = bound.invoke("What is the weather in Paris?")
+    assert [c["name"] for c in reply.tool_calls] == ["convert_currency"]
+
+
+def test_none_tool_choice_gives_no_call(llm: LayerRouteChat) -> None:
+    reply = llm.bind_tools([get_weather], tool_choice="none").invoke("What is the weather in Paris right now?")
+    assert reply.tool_calls == []
+    assert reply.invalid_tool_calls == []
+    assert reply.response_metadata["compute"]["mode"] == "planning"
+
+
+def test_structured_output_by_function_calling(llm: LayerRouteChat) -> None:
+    class Joke(BaseModel):
+        """Joke to tell user."""
+
+        setup: str = Field(description="question to set up a joke")
+        punchline: str = Field(description="answer to resolve the joke")
+
+    joke = llm.with_structured_output(Joke, method="function_calling").invoke("Tell me a joke about cats.")
+    assert isinstance(joke, Joke)
+    assert joke.setup
+    assert joke.punchline

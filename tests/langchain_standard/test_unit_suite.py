@@ -30,5 +30,13 @@ class TestLayerRouteChatUnit(ChatModelUnitTests):
         return True
 
     @property
+    def has_structured_output(self) -> bool:
+        return True
+
+    @property
+    def supports_json_mode(self) -> bool:
+        return True
+
+    @property
     def returns_usage_metadata(self) -> bool:
         return True
