@@ -84,6 +84,10 @@ class RouterStack(nn.Module):
         super().__init__()
         self.config = config or RoutingConfig()
         self.routers = nn.ModuleList(BlockRouter(hidden_size, self.config.init_bias) for _ in range(num_blocks))
+        for block in self.config.always_run:
+            if block < num_blocks:
+                # Never consulted, so never trained (DistributedDataParallel rejects parameters without gradients).
+                self.routers[block].requires_grad_(False)
 
     def __len__(self) -> int:
         return len(self.routers)

@@ -247,3 +247,9 @@ def test_always_run_outside_the_model_is_named() -> None:
 
 def test_always_run_from_json_list_is_a_tuple() -> None:
     assert RoutingConfig(always_run=[0, 1]).always_run == (0, 1)  # type: ignore[arg-type]
+
+
+def test_always_run_router_is_frozen() -> None:
+    routers = RouterStack(4, 64, RoutingConfig(always_run=(0,)))
+
+    assert [router.proj.weight.requires_grad for router in routers.routers] == [False, True, True, True]

@@ -118,7 +118,8 @@ def build_routed_model(config: TrainConfig, device: str) -> tuple[RoutedCausalLM
 
 def _optimizer(routed: RoutedCausalLM, config: TrainConfig) -> torch.optim.Optimizer:
     lora = [p for n, p in routed.model.named_parameters() if p.requires_grad]
-    groups = [{"params": list(routed.routers.parameters()), "lr": config.router_learning_rate}]
+    routers = [p for p in routed.routers.parameters() if p.requires_grad]
+    groups = [{"params": routers, "lr": config.router_learning_rate}]
     if lora:
         groups.append({"params": lora, "lr": config.learning_rate})
     return torch.optim.AdamW(groups, weight_decay=0.0)
