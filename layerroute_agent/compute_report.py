@@ -109,6 +109,11 @@ def _aligned(column: int, cell: str, width: int) -> str:
     return cell.rjust(width) if column >= TABLE_HEADER.index("GFLOPs run") else cell.ljust(width)
 
 
+def _text_line(cells: tuple[str, ...], widths: list[int]) -> str:
+    padded = (_aligned(column, cell, width) for column, (cell, width) in enumerate(zip(cells, widths, strict=True)))
+    return "  ".join(padded).rstrip()
+
+
 def _markdown_line(cells: tuple[str, ...]) -> str:
     return "|" + "|".join(f" {cell} " if cell else " " for cell in cells) + "|"
 
@@ -199,8 +204,7 @@ class EpisodeReport:
         rows = [TABLE_HEADER, *(_table_row(index, step) for index, step in enumerate(self.steps, start=1)),
                 self._total_row()]
         widths = [max(len(row[column]) for row in rows) for column in range(len(TABLE_HEADER))]
-        lines = ["  ".join(_aligned(column, cell, width) for column, (cell, width) in enumerate(zip(row, widths)))
-                 .rstrip() for row in rows]
+        lines = [_text_line(row, widths) for row in rows]
         lines.insert(1, "  ".join("-" * width for width in widths))
         return "\n".join(lines)
 

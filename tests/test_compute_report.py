@@ -53,14 +53,14 @@ def test_csv_header_and_rows(report: EpisodeReport) -> None:
 
     assert lines[0].split(",") == list(CSV_COLUMNS)
     assert len(lines) == 1 + len(report.steps)
-    first = dict(zip(CSV_COLUMNS, lines[1].split(",")))
+    first = dict(zip(CSV_COLUMNS, lines[1].split(","), strict=True))
     assert first["step"] == "1"
     assert first["tool_calls"] == "get_weather convert_currency"
     assert first["blocks_run"] == "0 3"
     assert first["blocks_skipped"] == "1 2"
     assert float(first["flops_saved_share"]) == pytest.approx(report.steps[0].flops_saved_share)
     assert float(first["blocks_skipped_share"]) == 0.5
-    last = dict(zip(CSV_COLUMNS, lines[3].split(",")))
+    last = dict(zip(CSV_COLUMNS, lines[3].split(","), strict=True))
     assert last["tool_calls"] == ""
     assert last["blocks_skipped"] == ""
 
@@ -104,12 +104,13 @@ def test_text_table_aligns_columns(report: EpisodeReport) -> None:
     assert lines[-1].startswith("total")
     # Numbers are right-aligned, so every row's "FLOPs saved" cell ends at the same column.
     saved_end = lines[0].index("FLOPs saved") + len("FLOPs saved")
-    for line, step in zip(lines[2:], report.steps):
+    for line, step in zip(lines[2:-1], report.steps, strict=True):
         assert line[:saved_end].endswith(f"{step.flops_saved_share:.2%}"), line
 
 
 def test_markdown_and_text_share_cells(report: EpisodeReport) -> None:
-    markdown_rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in report.to_markdown().splitlines()]
+    markdown_lines = report.to_markdown().splitlines()
+    markdown_rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in markdown_lines]
     text = report.to_text()
 
     assert len(markdown_rows) == 2 + len(report.steps) + 1
