@@ -7,7 +7,7 @@ Run it from the repository root, with the project's virtualenv active (needs the
     python examples/stream_agent.py --task "What is the weather in Berlin, and how much is 30 CHF in EUR?"
 
 The agent, its tools and its prompt are the ones of ``examples/tool_agent.py``. Text replies stream
-token by token. A reply that is a tool call streams no text: ``LayerRouteChat`` holds tool-call text back
+token by token. A reply that is a tool call streams no text: ``LayerRouteChat`` buffers tool-call text
 until the call is complete, so the call appears whole when the model call ends. At the end the script
 prints the episode table that a :class:`~layerroute_agent.ComputeReportHandler` gathered from the run.
 The exit status is 0 when the agent gave a final answer, else 1.
@@ -38,7 +38,7 @@ from layerroute_agent.runtime import DEFAULT_ADAPTER  # noqa: E402
 
 @dataclass
 class StreamedRun:
-    """What one streamed agent run produced, gathered from its events."""
+    """Events of one streamed agent run: counts, tool starts and ends, the final answer and the compute."""
 
     model_calls: int = 0
     text_chunks: int = 0

@@ -1,4 +1,4 @@
-"""Tests of the example agents: their three tools without a model, and every driver on the real model."""
+"""Tests of the example agents: their tools, every driver on a scripted chat model, and on the real model."""
 
 from __future__ import annotations
 
@@ -260,7 +260,7 @@ def test_driver_follow_up_same_thread(driver: str) -> None:
     assert [entry["name"] for entry in run.tool_call_log] == ["get_weather", "convert_currency", "get_weather"]
     assert run.tool_call_log[2]["args"] == {"city": "Tokyo"}
     assert [step.mode for step in run.report.steps] == ["tool_call", "tool_call", "planning", "tool_call", "planning"]
-    # The follow-up turn's first call sees the whole first turn: the thread kept it.
+    # The follow-up turn's first model call receives the whole first turn, kept by the thread.
     follow_up_call = model.seen[3]
     assert any(message.text == example.DEFAULT_TASK for message in follow_up_call)
     assert any(message.text.startswith("Answer: Weather in Lyon") for message in follow_up_call)
