@@ -298,3 +298,41 @@ def test_plot_option_rejects_non_png(capsys: pytest.CaptureFixture[str]) -> None
         example.parse_args(["--plot", "chart.jpg"])
 
     assert "--plot writes a PNG file, so PATH must end in .png, got 'chart.jpg'" in capsys.readouterr().err
+
+
+@pytest.mark.real_model
+def test_langgraph_follow_up_real_model(tmp_path: Path) -> None:
+    pytest.importorskip("langgraph.prebuilt")
+    paths = {name: tmp_path / f"episode.{name}" for name in ("json", "csv", "png")}
+
+    status = example.main(["--driver", "langgraph", "--follow-up", example.DEFAULT_FOLLOW_UP, "--max-tokens", "64",
+                           "--json", str(paths["json"]), "--csv", str(paths["csv"]), "--plot", str(paths["png"])])
+
+    data = json.loads(paths["json"].read_text())
+    _check_episode(status, data, "langgraph")
+    assert [turn["question"] for turn in data["turns"]] == [example.DEFAULT_TASK, example.DEFAULT_FOLLOW_UP]
+    assert all(turn["final_answer"].strip() for turn in data["turns"])
+    follow_up_calls = data["tool_call_log"][2:]
+    assert {"name": "get_weather", "args": {"city": "Tokyo"}} in [
+        {"name": entry["name"], "args": entry["args"]} for entry in follow_up_calls]
+    assert len(paths["csv"].read_text().splitlines()) == 1 + len(data["steps"])
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.real_model
+async def test_stream_agent_real_model() -> None:
+    pytest.importorskip("langchain.agents")
+    stream_example = _load_example("stream_agent")
+
+    status, run = await stream_example.amain(["--max-tokens", "64"])
+
+    assert status == 0
+    started = [start["name"] for start in run.tool_starts]
+    assert "get_weather" in started
+    assert "convert_currency" in started
+    assert [end["name"] for end in run.tool_ends] == started
+    assert any("Lyon" in end["output"] for end in run.tool_ends)
+    # The final answer is plain text, so it arrives in several streamed chunks.
+    assert run.text_chunks > 1
+    assert run.final_answer.strip()
+    assert len(run.report.steps) == run.model_calls
