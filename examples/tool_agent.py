@@ -3,22 +3,31 @@
 Run it from the repository root, with the project's virtualenv active::
 
     python examples/tool_agent.py
-    python examples/tool_agent.py --driver loop --json episode.json
+    python examples/tool_agent.py --driver langgraph --follow-up "And what is the weather in Tokyo?"
+    python examples/tool_agent.py --driver loop --json episode.json --csv episode.csv --plot episode.png
 
-The agent works on the task with three local tools: ``get_weather`` (a fixed table of four cities),
-``convert_currency`` (fixed sample exchange rates) and ``calculator`` (arithmetic parsed with ``ast``).
-It prints each model reply as it arrives, with its tool calls and arguments, each tool result and the
-final answer. At the end it prints the episode table: one row per model call with its mode
-(``tool_call`` or ``planning``), the decoder blocks skipped, and the FLOPs executed against the FLOPs
-of the same call at full depth.
+The agent works on the task with three local tools (``examples/agent_tools.py``): ``get_weather`` (a
+fixed table of four cities), ``convert_currency`` (fixed sample exchange rates) and ``calculator``
+(arithmetic parsed with ``ast``). It prints each model reply as it arrives, with its tool calls and
+arguments, each tool result and the final answer. Each ``--follow-up`` question is asked after the
+previous answer, in the same conversation (the same LangGraph thread), so the model sees the earlier
+turns. At the end it prints the episode table: one row per model call with its mode (``tool_call`` or
+``planning``), the decoder blocks skipped, and the FLOPs executed against the FLOPs of the same call at
+full depth. ``--csv`` and ``--plot`` write the same report as CSV and as a PNG chart (the ``plot`` extra).
 
-Two drivers run the same agent. ``--driver loop`` is a plain langchain-core loop: ``bind_tools``,
-``invoke``, run each tool call, append a ``ToolMessage``, repeat. ``--driver create_agent`` uses
-``langchain.agents.create_agent`` (the ``agents`` extra, ``langchain>=1.0``). ``--driver auto``
-(the default) picks ``create_agent`` when ``langchain`` is installed, else the loop.
+Three drivers run the same agent:
 
-The exit status is 0 when the agent gave a final answer, and 1 when it stopped without one (at
-``--max-steps``, or on an empty reply).
+- ``loop``: a plain langchain-core loop: ``bind_tools``, ``invoke``, run each tool call, append a
+  ``ToolMessage``, repeat.
+- ``create_agent``: ``langchain.agents.create_agent`` (the ``agents`` extra, ``langchain>=1.0``).
+- ``langgraph``: a ``StateGraph`` written out by hand: a model node, ``langgraph.prebuilt.ToolNode``
+  and ``tools_condition`` between them.
+
+``--driver auto`` (the default) picks ``create_agent`` when ``langchain`` is installed, else the loop.
+``examples/stream_agent.py`` streams a ``create_agent`` run token by token with ``astream_events``.
+
+The exit status is 0 when the agent gave a final answer to every question, and 1 when it stopped
+without one (at ``--max-steps`` model calls in a turn, or on an empty reply).
 
 NOTE: the prompt is tuned for the default task on Qwen2.5-Coder 0.5B with untrained routers. Other
 two-part questions like it usually work, but with a single-part task such as "What is 12 * (3 + 4)?"
@@ -28,170 +37,33 @@ the model repeats the same tool call until ``--max-steps``.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
-import math
-import operator
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.messages.tool import ToolCall, tool_call
-from langchain_core.tools import BaseTool, tool
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool
 from pydantic import ValidationError
 
-from layerroute_agent import DEFAULT_MODEL, ComputeReportHandler, EpisodeReport, LayerRouteChat
-from layerroute_agent.runtime import DEFAULT_ADAPTER
+# examples/ is not a package: put this folder on the path so that the sibling module imports however this
+# file is loaded (as a script, or by file path from the tests).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from agent_tools import TOOLS, WEATHER_TABLE, convert_amount, format_number  # noqa: E402
+
+from layerroute_agent import DEFAULT_MODEL, ComputeReportHandler, EpisodeReport, LayerRouteChat  # noqa: E402
+from layerroute_agent.runtime import DEFAULT_ADAPTER  # noqa: E402
 
 DEFAULT_TASK = "What is the weather in Lyon right now, and how much is 20 EUR in USD?"
+DEFAULT_FOLLOW_UP = "And what is the weather in Tokyo?"
 DEFAULT_MAX_STEPS = 6
+THREAD_ID = "tool-agent-example"
 
-# Sample current weather: temperature in degrees Celsius and conditions. Keys are lower case.
-WEATHER_TABLE: dict[str, tuple[float, str]] = {
-    "lyon": (14.0, "partly cloudy"),
-    "paris": (12.0, "light rain"),
-    "berlin": (9.0, "overcast"),
-    "tokyo": (18.0, "clear sky"),
-}
-
-# Fixed sample exchange rates, not market data: the value of one unit of each currency in US dollars.
-USD_PER_UNIT: dict[str, float] = {
-    "USD": 1.0,
-    "EUR": 1.08,
-    "GBP": 1.27,
-    "CHF": 1.12,
-    "JPY": 0.0067,
-}
-
-# Bounds that keep one expression cheap to evaluate and print: 2 ** 1000 is fine, 9 ** 9 ** 9 is rejected.
-MAX_EXPRESSION_CHARS = 200
-MAX_RESULT_DIGITS = 1000
-
-
-def _format_number(value: float) -> str:
-    """Format a number without a trailing ``.0`` and with at most 10 significant digits."""
-    if isinstance(value, int):
-        return str(value)
-    return format(value, ".10g")
-
-
-@tool(parse_docstring=True)
-def get_weather(city: str) -> str:
-    """Get the current weather in a city: temperature in degrees Celsius and conditions.
-
-    Args:
-        city: Name of the city.
-    """
-    key = city.strip().lower()
-    if key not in WEATHER_TABLE:
-        known = ", ".join(name.title() for name in sorted(WEATHER_TABLE))
-        return f"Error: no weather data for city {city!r}. Known cities: {known}."
-    celsius, conditions = WEATHER_TABLE[key]
-    return f"Weather in {key.title()}: {_format_number(celsius)} C, {conditions}."
-
-
-def convert_amount(amount: float, from_currency: str, to_currency: str) -> float:
-    """Convert ``amount`` between two codes of :data:`USD_PER_UNIT`. Raises ``KeyError`` for an unknown code."""
-    return amount * USD_PER_UNIT[from_currency] / USD_PER_UNIT[to_currency]
-
-
-@tool(parse_docstring=True)
-def convert_currency(amount: float, from_currency: str, to_currency: str) -> str:
-    """Convert an amount of money from one currency to another at fixed sample rates.
-
-    Args:
-        amount: Amount of money to convert, as a number.
-        from_currency: Three-letter code of the currency the amount is in.
-        to_currency: Three-letter code of the currency to convert to.
-    """
-    source, target = from_currency.strip().upper(), to_currency.strip().upper()
-    unknown = [code for code in (source, target) if code not in USD_PER_UNIT]
-    if unknown:
-        known = ", ".join(sorted(USD_PER_UNIT))
-        return f"Error: unknown currency code {unknown[0]!r}. Known codes: {known}."
-    converted = convert_amount(amount, source, target)
-    rate = convert_amount(1.0, source, target)
-    return (
-        f"{_format_number(amount)} {source} = {converted:.2f} {target} "
-        f"(fixed sample rate: 1 {source} = {rate:.4f} {target})."
-    )
-
-
-def _power(base: int | float, exponent: int | float) -> int | float:
-    """Return ``base ** exponent``, or raise ``ValueError`` if it has more than :data:`MAX_RESULT_DIGITS` digits."""
-    if exponent > 0 and abs(base) > 1 and exponent * math.log10(abs(base)) > MAX_RESULT_DIGITS:
-        raise ValueError(f"a power in the expression has more than {MAX_RESULT_DIGITS} digits")
-    return base**exponent
-
-
-_BINARY_OPERATORS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-    ast.Pow: _power,
-}
-_UNARY_OPERATORS: dict[type[ast.unaryop], Callable[[Any], Any]] = {
-    ast.UAdd: operator.pos,
-    ast.USub: operator.neg,
-}
-
-
-def _evaluate_node(node: ast.AST) -> int | float:
-    """Evaluate one node of a parsed arithmetic expression, or raise ``ValueError`` for a non-arithmetic node."""
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return node.value
-    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY_OPERATORS:
-        return _UNARY_OPERATORS[type(node.op)](_evaluate_node(node.operand))
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY_OPERATORS:
-        left, right = _evaluate_node(node.left), _evaluate_node(node.right)
-        return _BINARY_OPERATORS[type(node.op)](left, right)
-    raise ValueError(f"{type(node).__name__} is not allowed. Use numbers, + - * / // % ** and parentheses")
-
-
-def evaluate_arithmetic(expression: str) -> int | float:
-    """Evaluate an arithmetic expression without ``eval``.
-
-    Raises:
-        ValueError: for syntax errors, names, calls, too long input, a complex result or one with more than
-            :data:`MAX_RESULT_DIGITS` digits.
-        ArithmeticError: for division by zero and results too large for a float.
-    """
-    if len(expression) > MAX_EXPRESSION_CHARS:
-        raise ValueError(f"the expression is longer than {MAX_EXPRESSION_CHARS} characters")
-    try:
-        tree = ast.parse(expression.strip(), mode="eval")
-    except SyntaxError as err:
-        raise ValueError(f"invalid syntax: {err.msg}") from err
-    value = _evaluate_node(tree.body)
-    if isinstance(value, complex):
-        raise ValueError("the result is a complex number")
-    if isinstance(value, int) and abs(value) >= 10**MAX_RESULT_DIGITS:
-        raise ValueError(f"the result has more than {MAX_RESULT_DIGITS} digits")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ArithmeticError("the result is too large for a float")
-    return value
-
-
-@tool(parse_docstring=True)
-def calculator(expression: str) -> str:
-    """Evaluate an arithmetic expression with numbers, + - * / // % ** and parentheses.
-
-    Args:
-        expression: Arithmetic expression to evaluate.
-    """
-    try:
-        value = evaluate_arithmetic(expression)
-    except (ValueError, ArithmeticError) as err:
-        return f"Error: cannot evaluate {expression!r}: {err}."
-    return f"{expression.strip()} = {_format_number(value)}"
-
-
-TOOLS: list[BaseTool] = [get_weather, convert_currency, calculator]
 
 # The prompt teaches the tool-calling pattern with one worked example, in two forms. Without both, Qwen2.5-Coder
 # 0.5B (greedy decoding, untrained routers, the default task) fails:
@@ -215,7 +87,7 @@ def example_answer() -> str:
     celsius, conditions = WEATHER_TABLE["paris"]
     yen = convert_amount(5, "GBP", "JPY")
     return (
-        f"In Paris it is {_format_number(celsius)} C with {conditions}, "
+        f"In Paris it is {format_number(celsius)} C with {conditions}, "
         f"and 5 GBP is {yen:.2f} JPY at the fixed sample rate."
     )
 
@@ -256,16 +128,29 @@ SYSTEM_PROMPT = build_system_prompt()
 
 @dataclass
 class AgentRun:
-    """Result of one agent run: the final answer, the tool calls executed and the compute report."""
+    """Result of one agent run: each question with its final answer, the tool calls executed, the compute."""
 
-    final_answer: str = ""
+    questions: list[str] = field(default_factory=list)
+    final_answers: list[str] = field(default_factory=list)
+    """One entry per question; empty when the agent stopped without answering it."""
     tool_call_log: list[dict[str, Any]] = field(default_factory=list)
     report: EpisodeReport = field(default_factory=EpisodeReport)
 
     @property
+    def final_answer(self) -> str:
+        """The answer to the last question, empty if there is none."""
+        return self.final_answers[-1] if self.final_answers else ""
+
+    @property
     def finished(self) -> bool:
-        """Whether the agent ended with a non-empty final answer."""
-        return bool(self.final_answer.strip())
+        """Whether the agent gave a non-empty final answer to every question."""
+        return bool(self.questions) and all(answer.strip() for answer in self.final_answers)
+
+    def start_turn(self, question: str) -> None:
+        """Record a new question and print it."""
+        self.questions.append(question)
+        self.final_answers.append("")
+        print(f"\n[turn {len(self.questions)}] user: {question}", flush=True)
 
 
 def print_model_reply(step: int, message: AIMessage) -> None:
@@ -312,27 +197,36 @@ def _invalid_call_messages(message: AIMessage) -> list[ToolMessage]:
     ]
 
 
-def run_with_loop(llm: LayerRouteChat, tools: Sequence[BaseTool], task: str, max_steps: int) -> AgentRun:
-    """Run the agent as a plain langchain-core loop of ``invoke`` and tool calls, at most ``max_steps`` model calls."""
+def run_with_loop(llm: LayerRouteChat, tools: Sequence[BaseTool], questions: Sequence[str],
+                  max_steps: int) -> AgentRun:
+    """Run the agent as a plain langchain-core loop of ``invoke`` and tool calls, at most ``max_steps`` model
+    calls per question. Later questions are appended to the same message list."""
     llm.reset_compute_report()
     model = llm.bind_tools(tools)
     tools_by_name = {tool_.name: tool_ for tool_ in tools}
-    messages: list[BaseMessage] = [SystemMessage(SYSTEM_PROMPT), *example_conversation(), HumanMessage(task)]
+    messages: list[BaseMessage] = [SystemMessage(SYSTEM_PROMPT), *example_conversation()]
     run = AgentRun()
+    step = 0
 
-    for step in range(1, max_steps + 1):
-        reply = model.invoke(messages)
-        messages.append(reply)
-        print_model_reply(step, reply)
-        if not reply.tool_calls and not reply.invalid_tool_calls:
-            run.final_answer = reply.text
+    for question in questions:
+        run.start_turn(question)
+        messages.append(HumanMessage(question))
+        for _ in range(max_steps):
+            step += 1
+            reply = model.invoke(messages)
+            messages.append(reply)
+            print_model_reply(step, reply)
+            if not reply.tool_calls and not reply.invalid_tool_calls:
+                run.final_answers[-1] = reply.text
+                break
+            for call in reply.tool_calls:
+                result = run_tool_call(call, tools_by_name)
+                print_tool_result(result)
+                run.tool_call_log.append(_log_entry(call, result))
+                messages.append(result)
+            messages.extend(_invalid_call_messages(reply))
+        if not run.final_answers[-1].strip():
             break
-        for call in reply.tool_calls:
-            result = run_tool_call(call, tools_by_name)
-            print_tool_result(result)
-            run.tool_call_log.append(_log_entry(call, result))
-            messages.append(result)
-        messages.extend(_invalid_call_messages(reply))
 
     run.report = llm.compute_report()
     return run
@@ -340,7 +234,7 @@ def run_with_loop(llm: LayerRouteChat, tools: Sequence[BaseTool], task: str, max
 
 def _print_agent_update(node: str, update: Any, run: AgentRun, calls_by_id: dict[str, ToolCall],
                         step: int) -> int:
-    """Print the messages of one ``create_agent`` graph update, log tool calls, and return the step count."""
+    """Print the messages of one graph update, log tool calls, and return the step count."""
     if not isinstance(update, dict):
         return step
     for message in update.get("messages") or []:
@@ -349,7 +243,7 @@ def _print_agent_update(node: str, update: Any, run: AgentRun, calls_by_id: dict
             print_model_reply(step, message)
             calls_by_id.update({call["id"]: call for call in message.tool_calls if call["id"]})
             if not message.tool_calls and not message.invalid_tool_calls:
-                run.final_answer = message.text
+                run.final_answers[-1] = message.text
         elif isinstance(message, ToolMessage):
             print_tool_result(message)
             call = calls_by_id.get(message.tool_call_id)
@@ -358,27 +252,93 @@ def _print_agent_update(node: str, update: Any, run: AgentRun, calls_by_id: dict
     return step
 
 
-def run_with_create_agent(llm: LayerRouteChat, tools: Sequence[BaseTool], task: str, max_steps: int) -> AgentRun:
-    """Run the agent built by ``langchain.agents.create_agent``, at most ``max_steps`` model calls."""
-    from langchain.agents import create_agent
-    from langchain.agents.middleware import ModelCallLimitMiddleware
+def turn_inputs(questions: Sequence[str]) -> Iterator[tuple[str, dict[str, list[BaseMessage]]]]:
+    """Yield each question with the graph input for its turn.
 
-    # exit_behavior="end" makes the graph stop with an AIMessage from the middleware (not from the
-    # "model" node), so a run cut short keeps an empty final answer.
-    limit = ModelCallLimitMiddleware(run_limit=max_steps, exit_behavior="end")
-    agent = create_agent(llm, tools=list(tools), system_prompt=SYSTEM_PROMPT, middleware=[limit])
-    handler = ComputeReportHandler()
+    The first turn starts the thread with the worked example. Later turns send only the new question,
+    because the checkpointer keeps the earlier messages of the thread.
+    """
+    for index, question in enumerate(questions):
+        history = example_conversation() if index == 0 else []
+        yield question, {"messages": [*history, HumanMessage(question)]}
+
+
+def run_graph(graph: Any, questions: Sequence[str], config: RunnableConfig) -> AgentRun:
+    """Stream a compiled agent graph over the questions, one turn each, in one thread.
+
+    ``config`` must name a ``thread_id`` (the graph needs a checkpointer) and its callbacks must include a
+    :class:`ComputeReportHandler`. A turn that ends without an answer ends the run.
+    """
+    from langgraph.errors import GraphRecursionError
+
     run = AgentRun()
     calls_by_id: dict[str, ToolCall] = {}
     step = 0
+    for question, inputs in turn_inputs(questions):
+        run.start_turn(question)
+        try:
+            for chunk in graph.stream(inputs, config=config, stream_mode="updates"):
+                for node, update in chunk.items():
+                    step = _print_agent_update(node, update, run, calls_by_id, step)
+        except GraphRecursionError:
+            print("  the graph reached its recursion limit (--max-steps) without a final answer", flush=True)
+        if not run.final_answers[-1].strip():
+            break
 
-    inputs = {"messages": [*example_conversation(), HumanMessage(task)]}
-    for chunk in agent.stream(inputs, config={"callbacks": [handler]}, stream_mode="updates"):
-        for node, update in chunk.items():
-            step = _print_agent_update(node, update, run, calls_by_id, step)
-
-    run.report = handler.report()
+    handlers = [handler for handler in config["callbacks"] if isinstance(handler, ComputeReportHandler)]
+    run.report = handlers[0].report()
     return run
+
+
+def run_with_create_agent(llm: LayerRouteChat, tools: Sequence[BaseTool], questions: Sequence[str],
+                          max_steps: int) -> AgentRun:
+    """Run the agent built by ``langchain.agents.create_agent``, at most ``max_steps`` model calls per question."""
+    from langchain.agents import create_agent
+    from langchain.agents.middleware import ModelCallLimitMiddleware
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    # run_limit counts the model calls of one invoke, that is one question. exit_behavior="end" makes the
+    # graph stop with an AIMessage from the middleware (not from the "model" node), so a run cut short
+    # keeps an empty final answer.
+    limit = ModelCallLimitMiddleware(run_limit=max_steps, exit_behavior="end")
+    agent = create_agent(llm, tools=list(tools), system_prompt=SYSTEM_PROMPT, middleware=[limit],
+                         checkpointer=InMemorySaver())
+    config: RunnableConfig = {"callbacks": [ComputeReportHandler()], "configurable": {"thread_id": THREAD_ID}}
+    return run_graph(agent, questions, config)
+
+
+def build_langgraph_agent(llm: LayerRouteChat, tools: Sequence[BaseTool]) -> Any:
+    """Build the agent as a LangGraph ``StateGraph``: model node -> ``ToolNode`` -> model node, until a reply
+    has no tool calls. The compiled graph keeps each thread's messages in memory."""
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import START, MessagesState, StateGraph
+    from langgraph.prebuilt import ToolNode, tools_condition
+
+    model = llm.bind_tools(tools)
+
+    def call_model(state: MessagesState, config: RunnableConfig) -> dict[str, list[BaseMessage]]:
+        # The system prompt is added on every call instead of being stored in the thread's state.
+        return {"messages": [model.invoke([SystemMessage(SYSTEM_PROMPT), *state["messages"]], config)]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("model", call_model)
+    graph.add_node("tools", ToolNode(list(tools)))
+    graph.add_edge(START, "model")
+    graph.add_conditional_edges("model", tools_condition)  # to "tools" if the reply has tool calls, else end
+    graph.add_edge("tools", "model")
+    return graph.compile(checkpointer=InMemorySaver())
+
+
+def run_with_langgraph(llm: LayerRouteChat, tools: Sequence[BaseTool], questions: Sequence[str],
+                       max_steps: int) -> AgentRun:
+    """Run the hand-built ``StateGraph`` agent, at most ``max_steps`` model calls per question."""
+    # Model call k is graph step 2k - 1 and its tool step is 2k, so 2 * max_steps steps allow max_steps calls.
+    config: RunnableConfig = {"callbacks": [ComputeReportHandler()], "configurable": {"thread_id": THREAD_ID},
+                              "recursion_limit": 2 * max_steps}
+    return run_graph(build_langgraph_agent(llm, tools), questions, config)
+
+
+DRIVERS = {"loop": run_with_loop, "create_agent": run_with_create_agent, "langgraph": run_with_langgraph}
 
 
 def resolve_driver(driver: str) -> str:
@@ -392,13 +352,15 @@ def resolve_driver(driver: str) -> str:
     return "create_agent"
 
 
-def episode_json(run: AgentRun, driver: str, task: str) -> dict[str, Any]:
-    """Return the episode report data with the driver, task, final answer and tool call log added."""
+def episode_json(run: AgentRun, driver: str) -> dict[str, Any]:
+    """Return the episode report data with the driver, the questions and answers, and the tool call log added."""
     data = run.report.to_dict()
     data.update({
         "driver": driver,
-        "task": task,
+        "task": run.questions[0] if run.questions else "",
         "final_answer": run.final_answer,
+        "turns": [{"question": question, "final_answer": answer}
+                  for question, answer in zip(run.questions, run.final_answers, strict=True)],
         "tool_call_log": run.tool_call_log,
     })
     return data
@@ -407,11 +369,14 @@ def episode_json(run: AgentRun, driver: str, task: str) -> dict[str, Any]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run a tool-calling agent on LayerRouteChat and print per-step FLOPs.")
     parser.add_argument("--task", default=DEFAULT_TASK, help=f"question for the agent (default: {DEFAULT_TASK!r})")
-    parser.add_argument("--driver", choices=("auto", "loop", "create_agent"), default="auto",
+    parser.add_argument("--follow-up", action="append", default=[], metavar="QUESTION",
+                        help="question to ask after the previous answer, in the same conversation; repeat the "
+                             f"option for more turns (example: {DEFAULT_FOLLOW_UP!r})")
+    parser.add_argument("--driver", choices=("auto", *DRIVERS), default="auto",
                         help="agent driver: auto uses create_agent when langchain>=1.0 is installed, else loop "
                              "(default: %(default)s)")
     parser.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS,
-                        help=f"maximum number of model calls (default: {DEFAULT_MAX_STEPS})")
+                        help=f"maximum number of model calls per question (default: {DEFAULT_MAX_STEPS})")
     parser.add_argument("--max-tokens", type=int, default=LayerRouteChat.model_fields["max_tokens"].default,
                         help="maximum new tokens per model call (default: %(default)s)")
     parser.add_argument("--model", default=DEFAULT_MODEL,
@@ -420,12 +385,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="routing adapter: a folder, 'default' (the shipped adapter, if the package has one) "
                              "or 'none' (untrained routers that run every block) (default: %(default)s)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the episode report as JSON to PATH")
+    parser.add_argument("--csv", type=Path, metavar="PATH", help="write one CSV row per model call to PATH")
+    parser.add_argument("--plot", type=Path, metavar="PATH",
+                        help="write a PNG chart of the FLOPs per model call to PATH (needs the plot extra)")
     args = parser.parse_args(argv)
     if args.max_steps < 1:
         parser.error(f"--max-steps must be at least 1, got {args.max_steps}")
     if args.max_tokens < 1:
         parser.error(f"--max-tokens must be at least 1, got {args.max_tokens}")
+    if args.plot is not None and args.plot.suffix.lower() != ".png":
+        parser.error(f"--plot writes a PNG file, so PATH must end in .png, got {str(args.plot)!r}")
     return args
+
+
+def write_reports(run: AgentRun, driver: str, args: argparse.Namespace) -> None:
+    """Write the episode report to the ``--json``, ``--csv`` and ``--plot`` paths that were given."""
+    if args.json is not None:
+        args.json.write_text(json.dumps(episode_json(run, driver), indent=2) + "\n")
+        print(f"Episode report written to {args.json}")
+    if args.csv is not None:
+        run.report.to_csv(args.csv)
+        print(f"CSV written to {args.csv}")
+    if args.plot is not None and run.report.steps:
+        run.report.plot(args.plot)
+        print(f"Chart written to {args.plot}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -435,17 +418,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     adapter = None if args.adapter.lower() == "none" else args.adapter
     llm = LayerRouteChat(model=args.model, adapter=adapter, max_tokens=args.max_tokens)
 
-    print(f"Task: {args.task}\nDriver: {driver}\n", flush=True)
-    agent_runner = run_with_create_agent if driver == "create_agent" else run_with_loop
-    run = agent_runner(llm, TOOLS, args.task, args.max_steps)
+    print(f"Driver: {driver}", flush=True)
+    run = DRIVERS[driver](llm, TOOLS, [args.task, *args.follow_up], args.max_steps)
 
     if not run.finished:
-        print(f"\nNo final answer: the agent stopped after {len(run.report.steps)} model calls "
-              f"(--max-steps {args.max_steps}). Raise --max-steps or rephrase the task.")
-    print("\n" + run.report.to_markdown())
-    if args.json is not None:
-        args.json.write_text(json.dumps(episode_json(run, driver, args.task), indent=2) + "\n")
-        print(f"\nEpisode report written to {args.json}")
+        print(f"\nNo final answer to question {len(run.questions)}: the agent stopped after "
+              f"{len(run.report.steps)} model calls in all (--max-steps {args.max_steps} per question). "
+              "Raise --max-steps or rephrase the question.")
+    print("\n" + run.report.to_text() + "\n")
+    write_reports(run, driver, args)
     return 0 if run.finished else 1
 
 

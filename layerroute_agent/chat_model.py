@@ -109,22 +109,47 @@ def _forced_reply(tool_choice: str | None, names: list[str], json_reply: bool, t
 class LayerRouteChat(BaseChatModel):
     """Chat model over a local decoder whose blocks are skipped by learnt per-block routers.
 
-    Setup::
+    Setup (``scripts/setup.sh`` does this in a fresh ``.venv``)::
 
-        pip install torch==2.13.0 -e ".[offline]"
+        pip install torch==2.13.0 -e ".[offline,agents,plot]"
 
-    Instantiate and invoke::
+    Invoke (outputs from ``python examples/quickstart.py`` on the offline model)::
 
         from layerroute_agent import LayerRouteChat
 
-        llm = LayerRouteChat()        # offline Qwen2.5-Coder-0.5B-Instruct, shipped adapter if any
-        reply = llm.invoke("Name one prime number.")
-        reply.response_metadata["compute"]   # mode, blocks skipped, FLOPs run and full, seconds
+        llm = LayerRouteChat(max_tokens=48)   # offline Qwen2.5-Coder-0.5B-Instruct, shipped adapter if any
+        reply = llm.invoke("Name one prime number greater than 10. Reply with the number only.")
+        reply.text                             # '11'
+        reply.response_metadata["compute"]     # {'mode': 'planning', 'blocks_skipped': [], 'tokens_in': 45, ...}
+
+    Stream::
+
+        for chunk in llm.stream("List the first five prime numbers, separated by commas."):
+            print(chunk.text, end="")          # 2, 3, 5, 7, 11
 
     Tools::
 
-        llm_tools = llm.bind_tools([get_weather], tool_choice="auto")
-        llm_tools.invoke("Weather in Lyon?").tool_calls
+        reply = llm.bind_tools([get_weather]).invoke("What is the weather in Lyon right now?")
+        reply.tool_calls                       # [{'name': 'get_weather', 'args': {'city': 'Lyon'}, ...}]
+
+    Tool choice and structured output: ``bind_tools(tools, tool_choice=...)`` takes ``auto``, ``none``,
+    ``any``/``required`` or a tool name (see :meth:`bind_tools`).
+
+    Agent::
+
+        from langchain.agents import create_agent
+        from layerroute_agent import ComputeReportHandler
+
+        handler = ComputeReportHandler()
+        agent = create_agent(llm, tools=[get_weather])
+        agent.invoke({"messages": [("user", "Weather in Lyon?")]}, config={"callbacks": [handler]})
+
+    Compute report::
+
+        report = handler.report()              # or llm.compute_report(): the steps of this instance
+        print(report.to_text())                # one row per model call: mode, blocks skipped, FLOPs
+        report.to_csv("episode.csv")
+        report.plot("episode.png")             # needs the plot extra
 
     ``tool_choice`` is kept: a named tool (or ``any`` with one tool) forces the reply to open with
     ``{"name": "<tool>", "arguments": {``; ``any``/``required`` with several tools forces ``{"name": "`` and

@@ -3,15 +3,19 @@
 Data flow: each model call builds a :class:`StepRecord` (mode, blocks run and skipped, FLOPs executed
 against FLOPs at full depth, tokens, seconds) -> it rides in the reply's ``response_metadata["compute"]``
 and in the chat model's :class:`ComputeTracker` -> an :class:`EpisodeReport` renders the steps of one
-agent run as a markdown table or JSON. :class:`ComputeReportHandler` gathers the same records from any
-LangChain run through callbacks, across threads and async tasks.
+agent run as a terminal or markdown table, JSON, CSV, or a PNG chart (the ``plot`` extra).
+:class:`ComputeReportHandler` gathers the same records from any LangChain run through callbacks, across
+threads and async tasks.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import threading
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -72,6 +76,77 @@ def _saved(executed: int, full: int) -> float:
     return 1.0 - executed / full if full else 0.0
 
 
+TABLE_HEADER = ("step", "mode", "tool calls", "blocks skipped", "GFLOPs run", "GFLOPs full", "FLOPs saved",
+                "tokens in/out", "prefill s", "decode s")
+
+# Columns of EpisodeReport.to_csv, in order. List fields (block indices, tool names) are written as
+# space-separated values.
+# NOTE: a tool name that contains whitespace comes back from from_csv split into several names.
+CSV_COLUMNS = ("step", "mode", "tool_calls", "blocks_run", "blocks_skipped", "flops_executed", "flops_full",
+               "flops_saved_share", "blocks_skipped_share", "tokens_in", "tokens_out", "prefill_seconds",
+               "decode_seconds", "model_name", "routing")
+_CSV_INTS = ("flops_executed", "flops_full", "tokens_in", "tokens_out")
+_CSV_FLOATS = ("prefill_seconds", "decode_seconds")
+
+
+def _table_row(index: int, step: StepRecord) -> tuple[str, ...]:
+    return (
+        str(index),
+        step.mode,
+        ", ".join(step.tool_calls) or "-",
+        ",".join(map(str, step.blocks_skipped)) or "none",
+        f"{step.flops_executed / 1e9:.2f}",
+        f"{step.flops_full / 1e9:.2f}",
+        f"{step.flops_saved_share:.2%}",
+        f"{step.tokens_in}/{step.tokens_out}",
+        f"{step.prefill_seconds:.2f}",
+        f"{step.decode_seconds:.2f}",
+    )
+
+
+def _aligned(column: int, cell: str, width: int) -> str:
+    """Pad a cell of :data:`TABLE_HEADER`'s columns: text to the left, numbers (from GFLOPs run on) to the right."""
+    return cell.rjust(width) if column >= TABLE_HEADER.index("GFLOPs run") else cell.ljust(width)
+
+
+def _text_line(cells: tuple[str, ...], widths: list[int]) -> str:
+    padded = (_aligned(column, cell, width) for column, (cell, width) in enumerate(zip(cells, widths, strict=True)))
+    return "  ".join(padded).rstrip()
+
+
+def _markdown_line(cells: tuple[str, ...]) -> str:
+    return "|" + "|".join(f" {cell} " if cell else " " for cell in cells) + "|"
+
+
+def _csv_row(index: int, step: StepRecord) -> dict[str, Any]:
+    row = step.to_dict()
+    row["step"] = index
+    for name in ("tool_calls", "blocks_run", "blocks_skipped"):
+        row[name] = " ".join(map(str, row[name]))
+    return {column: row[column] for column in CSV_COLUMNS}
+
+
+def _record_from_csv_row(line: int, row: dict[str, str]) -> StepRecord:
+    """Rebuild one step from a CSV row; ``line`` (1-based, header included) names the row in errors."""
+    missing = [column for column in CSV_COLUMNS if row.get(column) is None]
+    if missing:
+        raise ValueError(f"CSV line {line} is missing the columns {missing}. Write the file with EpisodeReport.to_csv")
+    try:
+        return StepRecord(
+            mode=row["mode"],  # type: ignore[arg-type]
+            model_name=row["model_name"],
+            routing=row["routing"],
+            blocks_run=[int(value) for value in row["blocks_run"].split()],
+            blocks_skipped=[int(value) for value in row["blocks_skipped"].split()],
+            tool_calls=row["tool_calls"].split(),
+            **{name: int(row[name]) for name in _CSV_INTS},
+            **{name: float(row[name]) for name in _CSV_FLOATS},
+        )
+    except ValueError as err:
+        raise ValueError(f"CSV line {line} has an invalid number ({err}). Write the file with "
+                         "EpisodeReport.to_csv") from err
+
+
 @dataclass
 class EpisodeReport:
     """The steps of one agent run."""
@@ -118,22 +193,63 @@ class EpisodeReport:
         return json.dumps(self.to_dict(), indent=indent)
 
     def to_markdown(self) -> str:
-        """Render one table row per step and a total row."""
-        header = ("| step | mode | tool calls | blocks skipped | GFLOPs run | GFLOPs full | FLOPs saved "
-                  "| tokens in/out | prefill s | decode s |")
-        lines = [header, "|" + "---|" * 10]
-        for index, step in enumerate(self.steps, start=1):
-            skipped = ",".join(map(str, step.blocks_skipped)) or "none"
-            lines.append(
-                f"| {index} | {step.mode} | {', '.join(step.tool_calls) or '-'} | {skipped} "
-                f"| {step.flops_executed / 1e9:.2f} | {step.flops_full / 1e9:.2f} | {step.flops_saved_share:.2%} "
-                f"| {step.tokens_in}/{step.tokens_out} | {step.prefill_seconds:.2f} | {step.decode_seconds:.2f} |"
-            )
-        lines.append(
-            f"| total | | | | {self.flops_executed / 1e9:.2f} | {self.flops_full / 1e9:.2f} "
-            f"| {_saved(self.flops_executed, self.flops_full):.2%} | | | |"
-        )
+        """Render one table row per step and a total row, as a markdown table."""
+        lines = [_markdown_line(TABLE_HEADER), "|" + "---|" * len(TABLE_HEADER)]
+        lines += [_markdown_line(_table_row(index, step)) for index, step in enumerate(self.steps, start=1)]
+        lines.append(_markdown_line(self._total_row()))
         return "\n".join(lines)
+
+    def to_text(self) -> str:
+        """Render the rows of :meth:`to_markdown` as a plain table with aligned columns, for a terminal."""
+        rows = [TABLE_HEADER, *(_table_row(index, step) for index, step in enumerate(self.steps, start=1)),
+                self._total_row()]
+        widths = [max(len(row[column]) for row in rows) for column in range(len(TABLE_HEADER))]
+        lines = [_text_line(row, widths) for row in rows]
+        lines.insert(1, "  ".join("-" * width for width in widths))
+        return "\n".join(lines)
+
+    def _total_row(self) -> tuple[str, ...]:
+        return ("total", "", "", "", f"{self.flops_executed / 1e9:.2f}", f"{self.flops_full / 1e9:.2f}",
+                f"{_saved(self.flops_executed, self.flops_full):.2%}", "", "", "")
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        """Return one CSV row per step, in the columns of :data:`CSV_COLUMNS`, and write it to ``path`` if given.
+
+        List fields (``tool_calls``, ``blocks_run``, ``blocks_skipped``) are space-separated values, and the
+        derived shares are included. :meth:`from_csv` reads the text back.
+        """
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(_csv_row(index, step) for index, step in enumerate(self.steps, start=1))
+        text = buffer.getvalue()
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    @classmethod
+    def from_csv(cls, text: str) -> EpisodeReport:
+        """Rebuild a report from :meth:`to_csv` text (derived columns are ignored).
+
+        Raises:
+            ValueError: if a column is missing or a number cannot be parsed.
+        """
+        reader = csv.DictReader(io.StringIO(text))
+        return cls(steps=[_record_from_csv_row(line, row) for line, row in enumerate(reader, start=2)])
+
+    def plot(self, path: str | Path) -> Path:
+        """Write a PNG bar chart of the FLOPs per step to ``path`` and return the path.
+
+        Each step gets a bar of the FLOPs it ran, coloured by mode, with the full-depth FLOPs of the same step
+        beside it. Needs matplotlib: ``pip install 'layerroute-agent[plot]'``.
+
+        Raises:
+            ImportError: if matplotlib is not installed.
+            ValueError: if the report has no steps or ``path`` does not end in ``.png``.
+        """
+        from layerroute_agent.report_chart import plot_episode
+
+        return plot_episode(self, path)
 
 
 class ComputeTracker:
@@ -162,7 +278,11 @@ class ComputeTracker:
 class ComputeReportHandler(BaseCallbackHandler):
     """Callback handler that gathers the compute record of every ``LayerRouteChat`` call in a run.
 
-    Pass it in ``config={"callbacks": [handler]}``; it is safe across threads and async tasks.
+    Pass it in ``config={"callbacks": [handler]}`` of an agent, graph or model call; LangChain hands it on to
+    every nested model call. Records are appended as the calls end, so steps of concurrent calls appear in
+    the order they finished. One handler may serve calls from several threads and async tasks at once:
+    LangChain runs a sync handler of an async call in a worker thread, and :class:`ComputeTracker` guards
+    its list with a lock. Calls of other chat models carry no compute record and are not counted.
     """
 
     def __init__(self) -> None:
@@ -182,5 +302,9 @@ class ComputeReportHandler(BaseCallbackHandler):
         """Return the steps gathered so far."""
         return self.tracker.report()
 
+    def reset(self) -> None:
+        """Forget the gathered steps (start a new episode)."""
+        self.tracker.reset()
 
-__all__ = ["ComputeReportHandler", "ComputeTracker", "EpisodeReport", "Mode", "StepRecord"]
+
+__all__ = ["CSV_COLUMNS", "ComputeReportHandler", "ComputeTracker", "EpisodeReport", "Mode", "StepRecord"]
