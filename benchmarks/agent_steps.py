@@ -2,7 +2,7 @@
 
 Every step is a list of LangChain messages plus, for tool-call steps, the tools offered. Long contexts are
 agent histories (earlier tool calls and their results) or a long document, so their length is typical of a
-real agent loop. The texts are fixed, so every run and every engine sees the same prompts.
+real agent loop. The texts are fixed, so every run and every engine gets the same prompts.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ EMAIL = _tool("send_email", "Send an email on behalf of the user.",
 TRAVEL_TOOLS = [WEATHER, CURRENCY, FLIGHTS, HOTELS, CALENDAR, EMAIL]
 
 
-def _flight_results(count: int) -> str:
+def flight_results(count: int) -> str:
     """Return a JSON tool result listing ``count`` made-up flights (a long, realistic tool output)."""
     flights = [{"flight": f"AF{1200 + 7 * i}", "departure": f"2025-06-12T{6 + i % 14:02d}:{(13 * i) % 60:02d}",
                 "arrival": f"2025-06-12T{8 + i % 14:02d}:{(29 * i) % 60:02d}", "aircraft": "A320",
@@ -83,7 +83,7 @@ def history_messages(tool_result: str | None, flight_count: int = 40) -> list[Ba
         HumanMessage("I fly from Paris CDG to Lyon on 2025-06-12 for a three-night conference. Find me the cheapest "
                      "morning flight, then book a hotel in Lyon for those nights, and tell me the weather there."),
         AIMessage("", tool_calls=[call]),
-        ToolMessage(_flight_results(flight_count) if tool_result is None else tool_result, tool_call_id="call_1"),
+        ToolMessage(flight_results(flight_count) if tool_result is None else tool_result, tool_call_id="call_1"),
     ]
 
 
@@ -99,7 +99,7 @@ def agent_steps(quick: bool) -> list[AgentStep]:
     """Return the benchmark's steps: four in ``quick`` mode, six otherwise.
 
     Token counts on the default model's chat template, approximately: tool_short 300, tool_history 1,200,
-    tool_history_long 2,000 (full run only), plan_short 40, plan_long 1,000, plan_medium 450 (full run only).
+    tool_history_long 2,000 (full run only), plan_short 40, plan_long 960, plan_medium 440 (full run only).
     """
     tool_tokens, plan_tokens = (16, 32) if quick else (32, 64)
     steps = [
@@ -123,4 +123,4 @@ def agent_steps(quick: bool) -> list[AgentStep]:
     return steps
 
 
-__all__ = ["AgentStep", "StepKind", "TRAVEL_TOOLS", "agent_steps", "history_messages"]
+__all__ = ["AgentStep", "StepKind", "TRAVEL_TOOLS", "agent_steps", "flight_results", "history_messages"]

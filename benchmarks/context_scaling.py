@@ -4,8 +4,8 @@ Run from the repository root::
 
     python -m benchmarks.context_scaling --adapter runs/my-run/adapter --out-dir benchmark-results
 
-Each prompt is an agent history (tools, a trip request, a flight search call and its long JSON result)
-cut inside the tool result to exactly the requested number of tokens. The routed and the all-blocks run
+Each prompt is a tool-call step (one tool, a request that quotes a long JSON list of flights) cut inside
+the flight list to exactly the requested number of tokens. The routed and the all-blocks run
 alternate on every length; ``--new-tokens`` tokens are generated per step, and a step that ends early
 at the end-of-turn token is extended at its own decode rate. Writes ``context_scaling.png``,
 ``context_scaling.json`` and ``context_scaling.csv`` into ``--out-dir``.
@@ -22,7 +22,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks.agent_steps import TRAVEL_TOOLS, history_messages
+from langchain_core.messages import HumanMessage
+
+from benchmarks.agent_steps import WEATHER, flight_results
 from benchmarks.engines import Measurement, MemoryProbe, normalised_step_seconds
 from layerroute_agent.generation import GenerationConfig, GenerationResult
 from layerroute_agent.loading import DEFAULT_MODEL
@@ -34,17 +36,17 @@ _FILL = "\u2063FILL\u2063"
 
 
 def prompt_of_length(runtime: RoutedRuntime, length: int) -> list[int]:
-    """Return exactly ``length`` prompt ids: an agent history whose tool result is cut to fit.
+    """Return exactly ``length`` prompt ids: a weather request with one tool after flight results cut to fit.
 
     Raises:
         ValueError: ``length`` is too short to hold the template around the tool result.
     """
     tokenizer = runtime.tokenizer
-    messages = history_messages(_FILL)
-    text = tokenizer.apply_chat_template(to_template_messages(messages), tools=TRAVEL_TOOLS,
+    request = f"Flight search results: {_FILL}\nI take the cheapest morning flight. What is the weather in Lyon?"
+    text = tokenizer.apply_chat_template(to_template_messages([HumanMessage(request)]), tools=[WEATHER],
                                          add_generation_prompt=True, tokenize=False)
     head, tail = text.split(_FILL)
-    filler = history_messages(None)[-1].content
+    filler = flight_results(40)
     head_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
     tail_ids = tokenizer(tail, add_special_tokens=False)["input_ids"]
     filler_ids = tokenizer(filler, add_special_tokens=False)["input_ids"]
@@ -124,8 +126,10 @@ def plot(points: list[ScalingPoint], path: Path, title: str) -> None:
         left.plot(tokens, [p.step_seconds for p in rows], "o-", color=colour, label=f"{mode}: whole step")
         left.plot(tokens, [p.prefill_seconds for p in rows], "s--", color=colour, label=f"{mode}: prefill")
         right.plot(tokens, [p.gflops for p in rows], "o-", color=colour, label=mode)
+    lengths = sorted({p.prompt_tokens for p in points})
     for axis, label in ((left, "seconds"), (right, "GFLOPs per step")):
         axis.set_xscale("log", base=2)
+        axis.set_xticks(lengths, [str(length) for length in lengths])
         axis.set_xlabel("prompt tokens")
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
@@ -140,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=DEFAULT_MODEL, help="model spec (default: the offline pack)")
     parser.add_argument("--adapter", default="default",
-                        help="routing adapter folder, or 'default' for the adapter shipped with the package")
+                        help="routing adapter folder, 'default' for the adapter shipped with the package, or 'none' for "
+                             "untrained routers (every block runs)")
     parser.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)),
                         help="comma-separated prompt lengths in tokens (default 256,...,4096)")
     parser.add_argument("--new-tokens", type=int, default=16, help="tokens generated per step (default 16)")
@@ -150,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=Path("benchmark-results"),
                         help="folder for the PNG, JSON and CSV (default benchmark-results)")
     args = parser.parse_args(argv)
+    if args.adapter == "none":
+        args.adapter = None
     try:
         lengths = sorted({int(x) for x in args.lengths.split(",")})
     except ValueError:

@@ -70,7 +70,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write measurements, medians and ratios to this JSON file")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="model spec (default: the offline pack)")
     parser.add_argument("--adapter", default="default",
-                        help="routing adapter folder, or 'default' for the adapter shipped with the package")
+                        help="routing adapter folder, 'default' for the adapter shipped with the package, or 'none' for "
+                             "untrained routers (every block runs)")
     parser.add_argument("--engines", default=",".join(ENGINE_NAMES),
                         help=f"comma-separated engines to run (default: all of {', '.join(ENGINE_NAMES)})")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (llama.cpp stays on CPU)")
@@ -81,6 +82,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--gguf", type=Path,
                         help="GGUF file for llama.cpp (default: the offline pack's, assembled if needed)")
     args = parser.parse_args(argv)
+    if args.adapter == "none":
+        args.adapter = None
     unknown = sorted(set(args.engines.split(",")) - set(ENGINE_NAMES))
     if unknown:
         parser.error(f"unknown engines {unknown}; choose from {', '.join(ENGINE_NAMES)}")
