@@ -46,21 +46,47 @@ class BlockKVCache:
     Attention modules call ``update`` with their ``layer_idx``; keys and values are appended along the
     sequence axis. Rows may differ between blocks (a block run by a subset of the batch stores only
     those rows), because every block keeps its own row set for the whole generation step.
+
+    Each block's keys and values live in a buffer with spare positions, so appending a decoded token copies
+    one position instead of the whole cache (``torch.cat`` per token copies all of it). A full buffer is
+    replaced by one of twice the size, so the copies add up to O(positions) over a generation.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, headroom: int = 256) -> None:
+        if headroom < 1:
+            raise ValueError(f"headroom must be >= 1 position, got {headroom}")
+        self.headroom = headroom
+        """Spare positions allocated beyond the prompt at a block's first update."""
         self._keys: dict[int, torch.Tensor] = {}
         self._values: dict[int, torch.Tensor] = {}
+        self._lengths: dict[int, int] = {}
+
+    def _reserve(self, layer_idx: int, like: torch.Tensor, needed: int) -> None:
+        """Make the buffers of block ``layer_idx`` hold at least ``needed`` positions, keeping their contents."""
+        keys = self._keys.get(layer_idx)
+        if keys is not None and keys.shape[-2] >= needed:
+            return
+        capacity = needed + self.headroom if keys is None else max(needed, 2 * keys.shape[-2])
+        batch, heads, _, head_dim = like.shape
+        new_keys = like.new_empty(batch, heads, capacity, head_dim)  # (B, H_kv, capacity, d)
+        new_values = like.new_empty(batch, heads, capacity, head_dim)
+        if keys is not None:
+            length = self._lengths[layer_idx]
+            new_keys[:, :, :length].copy_(keys[:, :, :length])
+            new_values[:, :, :length].copy_(self._values[layer_idx][:, :, :length])
+        self._keys[layer_idx], self._values[layer_idx] = new_keys, new_values
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int,
                *args: object, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append ``(B, H_kv, T, d)`` keys and values for one block and return the whole cached pair."""
-        if layer_idx in self._keys:
-            key_states = torch.cat([self._keys[layer_idx], key_states], dim=-2)
-            value_states = torch.cat([self._values[layer_idx], value_states], dim=-2)
-        self._keys[layer_idx] = key_states
-        self._values[layer_idx] = value_states
-        return key_states, value_states
+        """Append ``(B, H_kv, T, d)`` keys and values for one block and return views of the whole cached pair."""
+        start = self._lengths.get(layer_idx, 0)
+        end = start + key_states.shape[-2]
+        self._reserve(layer_idx, key_states, end)
+        keys, values = self._keys[layer_idx], self._values[layer_idx]
+        keys[:, :, start:end].copy_(key_states)
+        values[:, :, start:end].copy_(value_states)
+        self._lengths[layer_idx] = end
+        return keys[:, :, :end], values[:, :, :end]  # (B, H_kv, K, d) each
 
     def cached_blocks(self) -> list[int]:
         """Return the indices of blocks that hold cache entries."""
@@ -68,8 +94,7 @@ class BlockKVCache:
 
     def seq_length(self, layer_idx: int) -> int:
         """Return how many positions block ``layer_idx`` has cached (0 when it never ran)."""
-        keys = self._keys.get(layer_idx)
-        return 0 if keys is None else keys.shape[-2]
+        return self._lengths.get(layer_idx, 0)
 
 
 @cache

@@ -126,6 +126,42 @@ def _held_back(text: str, stop: tuple[str, ...]) -> int:
     return longest
 
 
+class _IncrementalDetokenizer:
+    """Decodes a growing list of token ids by re-decoding only the last few tokens each time.
+
+    Decoding the whole list after every token costs O(n) per token. Here each new token decodes a short
+    window that starts at the last token boundary whose text was complete: the text of the window minus the
+    text of its already-read part is the new text. The window's prefix keeps the tokenizer's context (such
+    as SentencePiece's leading-space rule) the same as in a whole-list decode. A window whose text ends in
+    U+FFFD (an unfinished UTF-8 sequence) is not committed, so the next token can complete it.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.committed = ""
+        self._prefix_offset = 0
+        self._read_offset = 0
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+    def add(self, token: int) -> str:
+        """Append one token and return the text of every token so far (possibly ending in U+FFFD)."""
+        self.ids.append(token)
+        read = self._decode(self.ids[self._prefix_offset:self._read_offset])
+        window = self._decode(self.ids[self._prefix_offset:])
+        if window.startswith(read):
+            text = self.committed + window[len(read):]
+        else:
+            # The new token changed how the window's read part decodes: fall back to decoding every token.
+            text = self._decode(self.ids)
+        if not text.endswith("\ufffd"):
+            self.committed = text
+            self._prefix_offset, self._read_offset = self._read_offset, len(self.ids)
+        return text
+
+
 def _cut_at_stop(text: str, stop: tuple[str, ...]) -> str | None:
     hits = [text.index(s) for s in stop if s and s in text]
     return text[: min(hits)] if hits else None
@@ -161,6 +197,7 @@ def stream_tokens(routed: RoutedCausalLM, tokenizer: PreTrainedTokenizerBase, pr
     logits, state = routed.prefill(input_ids, torch.ones_like(input_ids), override=override)
     prefill_seconds = time.perf_counter() - started
     generated: list[int] = []
+    detokenizer = _IncrementalDetokenizer(tokenizer)
     text, emitted, finish_reason, decode_calls = "", "", "length", 0
     started = time.perf_counter()
     end_index = torch.tensor(sorted(end_ids), device=device)
@@ -175,7 +212,7 @@ def stream_tokens(routed: RoutedCausalLM, tokenizer: PreTrainedTokenizerBase, pr
             finish_reason = "stop"
             break
         generated.append(token)
-        text = tokenizer.decode(generated, skip_special_tokens=False)
+        text = detokenizer.add(token)
         cut = _cut_at_stop(text, config.stop)
         if cut is None and config.constraint is not None:
             complete = config.constraint.complete_length(text)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-from layerroute_agent.generation import GenerationConfig, _held_back
+from layerroute_agent.generation import GenerationConfig, _held_back, _IncrementalDetokenizer
 
 
 def test_held_back_covers_partial_stop_strings() -> None:
@@ -29,3 +30,16 @@ def test_stop_string_prefix_is_not_streamed(tiny_model_dir) -> None:
 def test_generation_config_lists_every_problem() -> None:
     with pytest.raises(ValueError, match=r"max_new_tokens must be >= 1, got 0; temperature must be >= 0, got -1"):
         GenerationConfig(max_new_tokens=0, temperature=-1)
+
+
+@pytest.mark.parametrize("source", ["text", "random"])
+def test_incremental_detokenizer_matches_full_decode(tiny_tokenizer, source: str) -> None:
+    if source == "text":
+        # Multi-byte characters split over several byte-level tokens exercise the pending U+FFFD path.
+        ids = tiny_tokenizer("Météo à Lyon: 21 °C, 東京 🎉 <tool_call>{\"a\": 1}</tool_call>")["input_ids"]
+    else:
+        ids = torch.randint(0, len(tiny_tokenizer), (200,), generator=torch.Generator().manual_seed(0)).tolist()
+    detokenizer = _IncrementalDetokenizer(tiny_tokenizer)
+    for count, token in enumerate(ids, start=1):
+        expected = tiny_tokenizer.decode(ids[:count], skip_special_tokens=False)
+        assert detokenizer.add(token) == expected, f"after {count} tokens"

@@ -1,0 +1,157 @@
+"""The step-latency benchmark: its ratio arithmetic and its engine loop on a tiny model (no timing checks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_qwen2
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from benchmarks.agent_steps import WEATHER, AgentStep, agent_steps
+from benchmarks.engines import (
+    ChatHuggingFaceEngine,
+    LayerRouteEngine,
+    Measurement,
+    TransformersGenerate,
+    normalised_step_seconds,
+)
+from benchmarks.latency_summary import StepSummary, compute_ratios, run_rounds, summarise
+from layerroute_agent import LayerRouteChat
+from layerroute_agent.adapter import BaseModelIdentity, save_adapter
+from layerroute_agent.flops import FlopsCounter, ModelShape
+from layerroute_agent.routing import RouterStack
+
+
+def _measurement(**changes: object) -> Measurement:
+    fields = {"engine": "e", "step": "s", "round_index": 0, "prompt_tokens": 10, "generated_tokens": 8,
+              "decode_calls": 7, "prefill_seconds": 1.0, "decode_seconds": 3.5, "step_seconds": 5.0,
+              "peak_memory_bytes": None, "blocks_run": 4, "routers_evaluated": 0}
+    return Measurement(**{**fields, **changes})
+
+
+def test_normalised_seconds_forced_length() -> None:
+    assert normalised_step_seconds(_measurement(), new_tokens=8) == 5.0
+
+
+def test_normalised_seconds_extends_early_stop() -> None:
+    # 3 tokens generated, the end-of-turn token took a 4th pass: 7 passes are needed for 8 tokens, 3 missing.
+    short = _measurement(generated_tokens=3, decode_calls=4, decode_seconds=2.0, step_seconds=4.0)
+    assert normalised_step_seconds(short, new_tokens=8) == pytest.approx(4.0 + 3 * 0.5)
+
+
+def test_normalised_seconds_without_decode_rate() -> None:
+    assert normalised_step_seconds(_measurement(generated_tokens=0, decode_calls=0, decode_seconds=0.0), 8) is None
+
+
+def _summary(engine: str, step: str, kind: str, seconds: float, flops: int = 100) -> StepSummary:
+    return StepSummary(engine=engine, step=step, kind=kind, rounds=3, prompt_tokens=10, generated_tokens=8,
+                       prefill_seconds=0.1, decode_tokens_per_second=10.0, step_seconds=seconds,
+                       peak_memory_mb=1.0, flops=flops, flops_full=100)
+
+
+def test_ratio_arithmetic() -> None:
+    rows = [
+        _summary("transformers", "t", "tool_call", 10.0), _summary("transformers", "p", "planning", 4.0),
+        _summary("layerroute_all_blocks", "t", "tool_call", 10.2), _summary("layerroute_all_blocks", "p", "planning",
+                                                                            4.08),
+        _summary("layerroute", "t", "tool_call", 8.0, flops=75), _summary("layerroute", "p", "planning", 4.0),
+        _summary("chat_huggingface", "p", "planning", 6.0),
+        _summary("llama_cpp", "t", "tool_call", 6.0), _summary("llama_cpp", "p", "planning", 3.0),
+    ]
+    ratios = compute_ratios(rows)
+    assert ratios["routing_overhead"] == pytest.approx(14.28 / 14.0 - 1)
+    assert ratios["tool_call_speedup"] == pytest.approx(10.0 / 8.0)
+    assert ratios["planning_speedup"] == pytest.approx(1.0)
+    # Seconds saved 20% against FLOPs saved 25% on the tool-call step.
+    assert ratios["time_to_flops_saving"] == pytest.approx(0.2 / 0.25)
+    # ChatHuggingFace served the planning step only.
+    assert ratios["vs_chat_huggingface"] == pytest.approx(6.0 / 4.0)
+    assert ratios["vs_chat_huggingface_tool_call"] is None
+    assert ratios["vs_llama_cpp"] == pytest.approx(9.0 / 12.0)
+
+
+def test_ratios_missing_engine_are_none() -> None:
+    ratios = compute_ratios([_summary("layerroute", "t", "tool_call", 8.0)])
+    assert ratios["tool_call_speedup"] is None
+    assert ratios["routing_overhead"] is None
+    assert ratios["vs_llama_cpp"] is None
+
+
+def test_time_to_flops_none_without_saving() -> None:
+    rows = [_summary("transformers", "t", "tool_call", 10.0), _summary("layerroute", "t", "tool_call", 9.0)]
+    assert compute_ratios(rows)["time_to_flops_saving"] is None
+
+
+def test_agent_steps_quick_subset() -> None:
+    quick, full = agent_steps(quick=True), agent_steps(quick=False)
+    assert {s.name for s in quick} < {s.name for s in full}
+    assert {s.kind for s in quick} == {"tool_call", "planning"}
+    assert all(s.tools for s in full if s.kind == "tool_call")
+
+
+@pytest.fixture(scope="module")
+def skipping_adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An adapter for the tiny model whose router of block 1 always skips it."""
+    model = tiny_qwen2(seed=1)
+    routers = RouterStack(4, model.config.hidden_size)
+    with torch.no_grad():
+        routers[1].proj.bias.fill_(-5.0)
+    folder = tmp_path_factory.mktemp("adapter")
+    save_adapter(folder, model, routers, BaseModelIdentity.of(model, "tiny"), None)
+    return folder
+
+
+def _tiny_steps() -> list[AgentStep]:
+    call = {"name": "get_weather", "args": {"city": "Lyon"}, "id": "call_1", "type": "tool_call"}
+    history = [HumanMessage("Weather in Lyon?"), AIMessage("", tool_calls=[call]),
+               ToolMessage("sunny", tool_call_id="call_1")]
+    return [
+        AgentStep("tool", "tool_call", [HumanMessage("What is the weather in Paris?")], 4, [WEATHER]),
+        AgentStep("history", "tool_call", history, 4, [WEATHER]),
+        AgentStep("plan", "planning", [HumanMessage("Plan a trip.")], 5),
+    ]
+
+
+def test_engine_loop_on_tiny_model(tiny_model_dir: Path, skipping_adapter: Path) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    spec = str(tiny_model_dir)
+    engines = [
+        TransformersGenerate(model, tokenizer, "cpu"),
+        LayerRouteEngine(LayerRouteChat(model=spec, adapter=str(skipping_adapter), routing=False),
+                         "layerroute_all_blocks", "all blocks"),
+        LayerRouteEngine(LayerRouteChat(model=spec, adapter=str(skipping_adapter)), "layerroute", "routed"),
+        ChatHuggingFaceEngine(model, tokenizer, "cpu"),
+    ]
+    steps = _tiny_steps()
+    order: list[tuple[int, str, str]] = []
+    kept = run_rounds(engines, steps, rounds=2, warmup=1,
+                      on_measurement=lambda m: order.append((m.round_index, m.step, m.engine)))
+
+    assert len(order) == 3 * (4 + 4 + 3)  # ChatHuggingFace cannot serve the step with tool history
+    assert len(kept) == 2 * (4 + 4 + 3)
+    assert all(m.round_index >= 1 for m in kept)
+    firsts = [order[i][2] for i in range(len(order)) if i == 0 or order[i][:2] != order[i - 1][:2]]
+    assert firsts[:4] == ["transformers", "layerroute_all_blocks", "layerroute", "chat_huggingface"]
+
+    forced = [m for m in kept if m.engine in ("transformers", "chat_huggingface")]
+    assert all(m.generated_tokens == {"tool": 4, "history": 4, "plan": 5}[m.step] for m in forced)
+    assert all(m.decode_calls == m.generated_tokens - 1 for m in forced)
+    prompt_tokens = {(m.engine, m.step): m.prompt_tokens for m in kept}
+    for step in ("tool", "history", "plan"):
+        assert prompt_tokens[("transformers", step)] == prompt_tokens[("layerroute", step)]
+    assert prompt_tokens[("chat_huggingface", "plan")] == prompt_tokens[("transformers", "plan")]
+
+    counter = FlopsCounter(ModelShape.from_config(model.config))
+    summaries = {(s.engine, s.step): s for s in summarise(kept, steps, counter)}
+    assert summaries[("layerroute", "tool")].flops_saved_share > 0.1
+    assert summaries[("layerroute_all_blocks", "tool")].flops_saved_share == 0.0
+    assert summaries[("transformers", "plan")].step_seconds > 0
+    ratios = compute_ratios(list(summaries.values()))
+    for key in ("routing_overhead", "tool_call_speedup", "planning_speedup", "time_to_flops_saving",
+                "vs_chat_huggingface"):
+        assert isinstance(ratios[key], float), key
+    assert ratios["vs_llama_cpp"] is None
