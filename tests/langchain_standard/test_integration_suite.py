@@ -14,20 +14,16 @@ from __future__ import annotations
 import pytest
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
-from layerroute_agent import LayerRouteChat
+from capabilities import LayerRouteCapabilities
 
 pytestmark = pytest.mark.real_model
 
 
-class TestLayerRouteChatIntegration(ChatModelIntegrationTests):
+class TestLayerRouteChatIntegration(LayerRouteCapabilities, ChatModelIntegrationTests):
     @pytest.fixture(autouse=True)
     def _override_model(self, tiny_model_dir) -> None:
         # A second, tiny local model checks that a per-call `model=` really switches the model.
         self._override_dir = str(tiny_model_dir)
-
-    @property
-    def chat_model_class(self) -> type[LayerRouteChat]:
-        return LayerRouteChat
 
     @property
     def chat_model_params(self) -> dict:
@@ -38,26 +34,6 @@ class TestLayerRouteChatIntegration(ChatModelIntegrationTests):
     @property
     def standard_chat_model_params(self) -> dict:
         return {**super().standard_chat_model_params, "max_tokens": 64}
-
-    @property
-    def has_tool_calling(self) -> bool:
-        return True
-
-    @property
-    def has_tool_choice(self) -> bool:
-        return True
-
-    @property
-    def has_structured_output(self) -> bool:
-        return True
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return True
-
-    @property
-    def returns_usage_metadata(self) -> bool:
-        return True
 
     @property
     def supports_anthropic_inputs(self) -> bool:
