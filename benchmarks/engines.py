@@ -28,7 +28,7 @@ from layerroute_agent.tool_calls import to_template_messages
 
 @dataclass
 class Measurement:
-    """What one engine did on one step, in one round."""
+    """Measurements of one engine on one step, in one round."""
 
     engine: str
     step: str
@@ -126,7 +126,7 @@ class _TimingStreamer(BaseStreamer):
 
 
 class Engine(Protocol):
-    """What the benchmark loop needs from an engine."""
+    """Interface the benchmark loop needs from an engine."""
 
     name: str
     label: str

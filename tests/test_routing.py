@@ -220,7 +220,7 @@ def test_training_step_moves_only_routers_and_lora() -> None:
     assert any(torch.count_nonzero(router.proj.weight) > 0 for router in routed.routers.routers)
 
 
-def _router_says_skip(routed: RoutedCausalLM, block: int) -> None:
+def _force_skip(routed: RoutedCausalLM, block: int) -> None:
     with torch.no_grad():
         routed.routers[block].proj.bias.fill_(-5.0)
 
@@ -229,7 +229,7 @@ def test_always_run_block_ignores_its_router() -> None:
     routers = RouterStack(4, 64, RoutingConfig(always_run=(0,)))
     routed = RoutedCausalLM(tiny_qwen2(), routers)
     for block in (0, 2):
-        _router_says_skip(routed, block)
+        _force_skip(routed, block)
     input_ids, attention_mask = _left_padded_batch()
 
     _, state = routed.prefill(input_ids, attention_mask)

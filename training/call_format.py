@@ -1,6 +1,6 @@
 """Which opening does the base model give a tool call? A probe behind ``TrainConfig.call_format``.
 
-For questions of a BFCL training category (``simple_python`` unless told otherwise; the held-out
+For questions of a BFCL training category (``simple_python`` by default; the held-out
 ``live_*`` categories are left alone) rendered with their tools, it prints the base model's probability of
 each candidate first token of the reply (``<tool_call>``, ``{``, a JSON fence) and the top tokens::
 

@@ -57,7 +57,7 @@ class TrainConfig:
     per_mode_cap: int = 2000
     """Most examples taken per mode, so that neither mode swamps the other."""
     call_format: str = "json"
-    """How tool-call targets are written: ``json`` (bare JSON objects, one per line, the form the offline
+    """Format of tool-call targets: ``json`` (bare JSON objects, one per line, the form the offline
     Qwen2.5-Coder-0.5B writes on its own) or ``tagged`` (``<tool_call>`` blocks, the chat template's form).
     ``python -m training.call_format`` measures which opening the base model prefers."""
     sources: tuple[str, ...] = ("bfcl", "champ")

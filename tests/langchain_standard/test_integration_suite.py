@@ -28,7 +28,7 @@ class TestLayerRouteChatIntegration(LayerRouteCapabilities, ChatModelIntegration
     @property
     def chat_model_params(self) -> dict:
         # The default model with its default adapter. Replies in this suite (a greeting, a joke as JSON, one
-        # tool call) fit in 64 tokens; the limit keeps a rambling reply from costing seconds per test.
+        # tool call) fit in 64 tokens, so the limit only stops a rambling reply from costing seconds per test.
         return {"max_tokens": 64}
 
     @property
