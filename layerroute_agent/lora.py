@@ -7,6 +7,8 @@ model runs at base speed and its FLOPs carry no LoRA term.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -68,9 +70,22 @@ def merge_lora(model: nn.Module) -> nn.Module:
     return model
 
 
+@contextmanager
+def lora_disabled(model: nn.Module) -> Iterator[nn.Module]:
+    """Run ``model`` as its untouched base inside the ``with`` block: every LoRA update is switched off, then back on."""
+    layers = [module for module in model.modules() if isinstance(module, LoraLayer)]
+    for layer in layers:
+        layer.enable_adapters(False)
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            layer.enable_adapters(True)
+
+
 def has_unmerged_lora(model: nn.Module) -> bool:
     """Return whether ``model`` still carries LoRA modules that run beside the base weights."""
     return any(isinstance(module, LoraLayer) for module in model.modules())
 
 
-__all__ = ["ATTENTION_PROJECTIONS", "LoraSettings", "attach_lora", "has_unmerged_lora", "lora_state_dict", "merge_lora"]
+__all__ = ["ATTENTION_PROJECTIONS", "LoraSettings", "attach_lora", "has_unmerged_lora", "lora_disabled", "lora_state_dict", "merge_lora"]

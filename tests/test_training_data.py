@@ -31,6 +31,7 @@ from training.data import (
     load_hermes,
     load_turing,
     mix_examples,
+    offer_unused_tools,
     read_rows,
     render_example,
     render_examples,
@@ -576,6 +577,39 @@ def test_mix_caps_each_mode() -> None:
     assert count_examples(balanced) == {("a", "tool_call"): 10, ("b", "planning"): 10}
     assert mix_examples(examples, seed=1) == mix_examples(examples, seed=1)
     assert len(mix_examples(examples, seed=1)) == 50
+
+
+def _tool(name: str) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": {}}}}
+
+
+def test_offer_unused_tools_share() -> None:
+    calls = [TraceExample(messages=[{"role": "user", "content": f"call {i}"}], target="{}", tools=[_tool(f"f{i}")],
+                          mode="tool_call", source="bfcl", trace_id=str(i)) for i in range(20)]
+    examples = calls + make_examples(200, "planning", "champ")
+
+    offered = offer_unused_tools(examples, share=0.5, seed=3)
+
+    assert offered[:20] == calls
+    changed = [e for e in offered if e.source == "champ+tools"]
+    assert 70 < len(changed) < 130
+    for example in changed:
+        assert example.mode == "planning"
+        assert example.target.startswith("step")
+        assert 1 <= len(example.tools) <= 3
+        # The shortest quarter of the 20 tools: names f0 to f9 are one character shorter than f10 to f19.
+        assert {t["function"]["name"] for t in example.tools} <= {f"f{i}" for i in range(5)}
+    unchanged = [e for e in offered[20:] if e.source == "champ"]
+    assert all(e.tools is None for e in unchanged)
+    assert offer_unused_tools(examples, share=0.5, seed=3) == offered
+    assert offer_unused_tools(examples, share=0.0) == examples
+
+
+def test_offer_unused_tools_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="share must be in"):
+        offer_unused_tools([], share=1.5)
+    with pytest.raises(ValueError, match="No tool-call example carries tools"):
+        offer_unused_tools(make_examples(3, "planning", "champ"), share=0.5)
 
 
 def test_build_training_set_with_local_sources(tmp_path: Path) -> None:

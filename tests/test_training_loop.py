@@ -16,7 +16,16 @@ from layerroute_agent.lora import LoraSettings, attach_lora
 from layerroute_agent.routing import RoutedCausalLM
 from training.checkpoint import latest_checkpoint, list_checkpoints
 from training.config import TrainConfig
-from training.loop import batch_indices, collate, routed_loss, train
+from training.loop import (
+    batch_indices,
+    collate,
+    distillation_kl,
+    gate_budget,
+    routed_loss,
+    teacher_target_logits,
+    train,
+)
+from layerroute_agent.routing import TrainOutput
 
 
 @dataclass(frozen=True)
@@ -61,13 +70,67 @@ def test_loss_counts_only_target_tokens() -> None:
     routed = _tiny_routed()
     batch = collate(_examples(4), {"tool_call": 0.0, "planning": 0.0}, 0, torch.device("cpu"))
     out = routed.forward_train(batch.input_ids, batch.attention_mask, batch.prompt_mask)
-    _, ce = routed_loss(out, batch)
+    ce = routed_loss(out, batch).ce
     padded = batch.input_ids.clone()
     padded[batch.attention_mask == 0] = 3  # pad ids must not matter
     out_padded = routed.forward_train(padded, batch.attention_mask, batch.prompt_mask)
     batch.input_ids = padded
-    _, ce_padded = routed_loss(out_padded, batch)
+    ce_padded = routed_loss(out_padded, batch).ce
     torch.testing.assert_close(ce, ce_padded)
+
+
+def _gate_output(gates: list[list[float]], probs: list[list[float]]) -> TrainOutput:
+    return TrainOutput(logits=torch.zeros(len(gates), 2, 3), gates=torch.tensor(gates, dtype=torch.float32, requires_grad=True),
+                       gate_probs=torch.tensor(probs, requires_grad=True))
+
+
+def test_gate_budget_skip_target_met() -> None:
+    batch = collate([Example([1, 2, 3], 2, "tool_call"), Example([1, 2, 3], 2, "tool_call"),
+                     Example([1, 2, 3], 2, "planning")],
+                    {"tool_call": 2.0, "planning": 0.5}, pad_id=0, device=torch.device("cpu"),
+                    skip_targets={"tool_call": 0.25})
+    # Row 0 runs all 4 blocks (over the 0.75 ceiling by 0.25); row 1 skips one (meets it); row 2 has no target.
+    out = _gate_output([[1, 1, 1, 1], [1, 0, 1, 1], [1, 1, 1, 1]],
+                       [[0.9, 0.9, 0.9, 0.9], [0.9, 0.2, 0.9, 0.9], [0.8, 0.8, 0.8, 0.8]])
+
+    budget = gate_budget(out, batch)
+
+    assert batch.skip_target.tolist() == pytest.approx([0.25, 0.25, 0.0])
+    assert budget.item() == pytest.approx((2.0 * 0.25 + 0.0 + 0.5 * 0.8) / 3)
+    budget.backward()
+    assert out.gates.grad[1].abs().sum() == 0  # the row that meets its target pays nothing
+    assert out.gates.grad[0].abs().sum() > 0
+    assert out.gate_probs.grad[2].abs().sum() > 0
+    assert out.gate_probs.grad[0].abs().sum() == 0  # rows with a target are charged on the hard gates
+
+
+def test_distillation_kl_base_and_changed() -> None:
+    routed = _tiny_routed()  # fresh LoRA (B = 0) and routers that run every block: the base model itself
+    batch = collate(_examples(4), {"tool_call": 0.0, "planning": 0.0}, 0, torch.device("cpu"))
+    teacher = teacher_target_logits(routed, batch)
+    out = routed.forward_train(batch.input_ids, batch.attention_mask, batch.prompt_mask)
+
+    assert teacher.shape == (int(batch.target_mask[:, 1:].sum()), out.logits.shape[-1])
+    assert float(distillation_kl(out.logits, teacher, batch)) == pytest.approx(0.0, abs=1e-5)
+    with torch.no_grad():
+        for name, parameter in routed.model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.5)
+    changed = routed.forward_train(batch.input_ids, batch.attention_mask, batch.prompt_mask)
+    kl = distillation_kl(changed.logits, teacher, batch)
+    assert float(kl) > 1e-3
+    # The teacher runs with LoRA off, so it is unchanged by the new LoRA weights.
+    torch.testing.assert_close(teacher_target_logits(routed, batch), teacher)
+    parts = routed_loss(changed, batch, teacher, distill_weight=2.0)
+    torch.testing.assert_close(parts.total, parts.ce + 2.0 * kl + gate_budget(changed, batch))
+
+
+def test_training_distillation_skip_target(tmp_path: Path) -> None:
+    routed = _tiny_routed()
+    folder = train(_config(tmp_path, steps=2, distill_weight=1.0, skip_target=0.5), _examples(), pad_id=0,
+                   routed=routed)
+    assert (folder / "adapter_config.json").is_file()
+    assert all(p.requires_grad for n, p in routed.model.named_parameters() if "lora_" in n)
 
 
 def test_batch_indices_cover_each_epoch() -> None:
@@ -115,6 +178,14 @@ def test_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     assert expected.keys() == actual.keys()
     for name in expected:
         torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=0)
+
+
+def test_config_rejects_bad_budget_fields() -> None:
+    with pytest.raises(ValueError, match=r"skip_target must be None or in \(0, 1\), got 1.5; "
+                                         r"distill_weight must be >= 0, got -1; planning_tools_share must be in"):
+        TrainConfig(skip_target=1.5, distill_weight=-1, planning_tools_share=2)
+    config = TrainConfig(skip_target=0.2)
+    assert (config.skip_target_for("tool_call"), config.skip_target_for("planning")) == (0.2, 0.0)
 
 
 def test_config_rejects_unknown_call_format() -> None:

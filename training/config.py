@@ -33,6 +33,19 @@ class TrainConfig:
     """λ: weight of the mean gate probability in the loss (the compute budget)."""
     gate_penalty_planning: float | None = None
     """λ for planning examples when it should differ from ``gate_penalty`` (a mode-aware budget)."""
+    skip_target: float | None = None
+    """Share of all blocks a tool-call step should skip. With it, a tool-call row pays the gate penalty only
+    while it runs more than ``1 - skip_target`` of the blocks. The blocks are counted on the hard gates, with
+    the straight-through gradient. So the skip rate settles at the target instead of growing with every step.
+    Planning rows keep the plain penalty on the mean gate probability."""
+    distill_weight: float = 0.0
+    """Weight of KL(base || routed) on target tokens, added to the loss. The teacher is the same model with
+    every block and no LoRA, so the routed model learns to keep the base model's whole next-token
+    distribution, not only the target token. 0 keeps the plain cross-entropy loss."""
+    planning_tools_share: float = 0.0
+    """Share of planning examples that get one to three tools of the tool-call examples added to their prompt.
+    They teach the model to answer in text when the offered tools do not fit, and stop the routers from telling
+    the modes apart by the mere presence of tools, which every step of a real agent has."""
     pooling: str = "mean"
     """Router input: masked ``mean`` of the prompt, or its ``last`` token."""
     init_bias: float = 1.0
@@ -86,6 +99,11 @@ class TrainConfig:
             "" if self.gate_penalty >= 0 else f"gate_penalty must be >= 0, got {self.gate_penalty}",
             "" if (self.gate_penalty_planning or 0) >= 0 else
             f"gate_penalty_planning must be >= 0, got {self.gate_penalty_planning}",
+            "" if self.skip_target is None or 0 < self.skip_target < 1 else
+            f"skip_target must be None or in (0, 1), got {self.skip_target}",
+            "" if self.distill_weight >= 0 else f"distill_weight must be >= 0, got {self.distill_weight}",
+            "" if 0 <= self.planning_tools_share <= 1 else
+            f"planning_tools_share must be in [0, 1], got {self.planning_tools_share}",
             "" if self.pooling in ("mean", "last") else f"pooling must be 'mean' or 'last', got {self.pooling!r}",
             "" if self.call_format in CALL_FORMATS else
             f"call_format must be one of {list(CALL_FORMATS)}, got {self.call_format!r}",
@@ -102,6 +120,12 @@ class TrainConfig:
         if mode == "planning" and self.gate_penalty_planning is not None:
             return self.gate_penalty_planning
         return self.gate_penalty
+
+    def skip_target_for(self, mode: str) -> float:
+        """Return the skip target of an example of ``mode``; 0 means the plain penalty."""
+        if mode == "tool_call" and self.skip_target is not None:
+            return self.skip_target
+        return 0.0
 
     def to_json(self) -> str:
         """Return the config as JSON."""

@@ -1,8 +1,8 @@
 """The training loop: straight-through routers and LoRA learnt together on rendered agent-trace examples.
 
 Data flow: rendered examples (prompt + target ids, mode) -> right-padded batches with a prompt mask ->
-:meth:`RoutedCausalLM.forward_train` -> cross-entropy on target tokens + λ x mean gate probability ->
-AdamW on routers and LoRA only (the base model is frozen) -> atomic checkpoints -> an adapter folder.
+:meth:`RoutedCausalLM.forward_train` -> cross-entropy on target tokens (+ β x KL from the base model, when
+distilling) + the gate budget -> AdamW on routers and LoRA only (the base model is frozen) -> atomic checkpoints -> an adapter folder.
 
 Runs on CPU or CUDA, and under ``accelerate launch`` with several processes (each takes its own slice
 of every global batch; gradients are averaged by DistributedDataParallel).
@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from layerroute_agent.adapter import BaseModelIdentity, save_adapter
 from layerroute_agent.loading import load_model
-from layerroute_agent.lora import LoraSettings, attach_lora
+from layerroute_agent.lora import LoraSettings, attach_lora, lora_disabled
 from layerroute_agent.routing import RoutedCausalLM, RouterStack, RoutingConfig, TrainOutput
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
@@ -42,7 +42,7 @@ class Rendered(Protocol):
 
 @dataclass
 class Batch:
-    """A right-padded batch. Shapes: ``(B, T)`` for every tensor, ``(B,)`` for ``penalty``."""
+    """A right-padded batch. Shapes: ``(B, T)`` for every tensor, ``(B,)`` for ``penalty`` and ``skip_target``."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
@@ -50,11 +50,14 @@ class Batch:
     target_mask: torch.Tensor
     """1 on target tokens (the tokens the loss predicts)."""
     penalty: torch.Tensor
+    skip_target: torch.Tensor
+    """Per row: the share of blocks to skip before the penalty stops, or 0 for the plain penalty."""
     modes: list[str]
 
 
-def collate(examples: Sequence[Rendered], penalties: dict[str, float], pad_id: int, device: torch.device) -> Batch:
-    """Right-pad examples into one :class:`Batch`."""
+def collate(examples: Sequence[Rendered], penalties: dict[str, float], pad_id: int, device: torch.device,
+            skip_targets: dict[str, float] | None = None) -> Batch:
+    """Right-pad examples into one :class:`Batch`; ``skip_targets`` maps a mode to its skip target (default 0)."""
     length = max(len(e.input_ids) for e in examples)
     shape = (len(examples), length)
     input_ids = torch.full(shape, pad_id, dtype=torch.long)
@@ -66,7 +69,8 @@ def collate(examples: Sequence[Rendered], penalties: dict[str, float], pad_id: i
         prompt_mask[row, :p] = 1
         target_mask[row, p:n] = 1
     penalty = torch.tensor([penalties[e.mode] for e in examples])
-    tensors = [t.to(device) for t in (input_ids, attention_mask, prompt_mask, target_mask, penalty)]
+    skip_target = torch.tensor([(skip_targets or {}).get(e.mode, 0.0) for e in examples])
+    tensors = [t.to(device) for t in (input_ids, attention_mask, prompt_mask, target_mask, penalty, skip_target)]
     return Batch(*tensors, modes=[e.mode for e in examples])
 
 
@@ -78,11 +82,59 @@ def target_cross_entropy(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(predicted[mask], labels[mask])
 
 
-def routed_loss(out: TrainOutput, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return ``(total loss, cross-entropy)``: CE + mean over rows of λ_row x mean gate probability."""
+def gate_budget(out: TrainOutput, batch: Batch) -> torch.Tensor:
+    """Mean over rows of λ_row x the row's compute term.
+
+    A row without a skip target pays for its mean gate probability. A row with skip target ``s`` pays
+    for the share of blocks it runs above ``1 - s``, counted on the hard gates (straight-through
+    gradient), and nothing once it skips enough.
+    """
+    plain = out.gate_probs.mean(dim=1)
+    over_target = torch.relu(out.gates.mean(dim=1) - (1.0 - batch.skip_target))
+    per_row = torch.where(batch.skip_target > 0, over_target, plain)
+    return (batch.penalty * per_row).mean()
+
+
+def distillation_kl(logits: torch.Tensor, teacher_logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Mean KL(teacher || routed) over target-predicting positions.
+
+    ``logits`` is ``(B, T, V)``; ``teacher_logits`` is ``(N, V)`` for the ``N`` positions that predict a
+    target token, in row-major order (see :func:`teacher_target_logits`).
+    """
+    predicted = logits[:, :-1][batch.target_mask[:, 1:].bool()].float()
+    return torch.nn.functional.kl_div(torch.log_softmax(predicted, dim=-1),
+                                      torch.log_softmax(teacher_logits.float(), dim=-1),
+                                      log_target=True, reduction="batchmean")
+
+
+@torch.no_grad()
+def teacher_target_logits(routed: RoutedCausalLM, batch: Batch) -> torch.Tensor:
+    """Logits of the base model (every block, LoRA off) at the ``N`` positions that predict a target token."""
+    with lora_disabled(routed.model):
+        inner = routed.model.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+    hidden = inner.last_hidden_state[:, :-1][batch.target_mask[:, 1:].bool()]  # (N, D)
+    return routed.parts.lm_head(hidden)  # the final norm is already applied by the inner model
+
+
+@dataclass
+class LossParts:
+    """The loss of one step and the parts it is made of (scalars)."""
+
+    total: torch.Tensor
+    ce: torch.Tensor
+    kl: torch.Tensor | None
+
+
+def routed_loss(out: TrainOutput, batch: Batch, teacher_logits: torch.Tensor | None = None,
+                distill_weight: float = 0.0) -> LossParts:
+    """CE on target tokens + ``distill_weight`` x KL from the teacher (when given) + :func:`gate_budget`."""
     ce = target_cross_entropy(out.logits, batch)
-    budget = (batch.penalty * out.gate_probs.mean(dim=1)).mean()
-    return ce + budget, ce
+    total = ce + gate_budget(out, batch)
+    kl = None
+    if teacher_logits is not None:
+        kl = distillation_kl(out.logits, teacher_logits, batch)
+        total = total + distill_weight * kl
+    return LossParts(total=total, ce=ce, kl=kl)
 
 
 @lru_cache(maxsize=8)
@@ -177,19 +229,22 @@ def train(config: TrainConfig, train_set: Sequence[Rendered], pad_id: int,
     start = _resume(root, routed, raw_optimizer)
     model, optimizer = accelerator.prepare(routed, raw_optimizer)
     penalties = {mode: config.penalty_for(mode) for mode in ("tool_call", "planning")}
+    skip_targets = {mode: config.skip_target_for(mode) for mode in ("tool_call", "planning")}
     progress = tqdm(range(start, config.steps), initial=start, total=config.steps,
                     disable=not accelerator.is_main_process, desc="train")
     for step in progress:
         indices = batch_indices(step, config.batch_size, accelerator.num_processes, accelerator.process_index,
                                 len(train_set), config.seed)
-        batch = collate([train_set[i] for i in indices], penalties, pad_id, accelerator.device)
+        batch = collate([train_set[i] for i in indices], penalties, pad_id, accelerator.device, skip_targets)
+        teacher = teacher_target_logits(routed, batch) if config.distill_weight > 0 else None
         out = model(batch.input_ids, batch.attention_mask, batch.prompt_mask)
-        loss, ce = routed_loss(out, batch)
-        accelerator.backward(loss)
+        loss = routed_loss(out, batch, teacher, config.distill_weight)
+        accelerator.backward(loss.total)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         rates = _skip_rates(out, batch.modes)
-        progress.set_postfix(loss=f"{loss.item():.3f}", ce=f"{ce.item():.3f}",
+        terms = {"loss": loss.total, "ce": loss.ce} | ({"kl": loss.kl} if loss.kl is not None else {})
+        progress.set_postfix(**{k: f"{v.item():.3f}" for k, v in terms.items()},
                              **{f"skip_{m}": f"{r:.2f}" for m, r in rates.items()})
         done = step + 1
         if done % config.checkpoint_every == 0 or done == config.steps:
@@ -212,5 +267,6 @@ def _save_final(config: TrainConfig, routed: RoutedCausalLM, folder: Path) -> No
     logger.info("Wrote adapter to %s", folder)
 
 
-__all__ = ["Batch", "batch_indices", "build_routed_model", "collate", "routed_loss", "target_cross_entropy", "train",
+__all__ = ["Batch", "LossParts", "batch_indices", "build_routed_model", "collate", "distillation_kl", "gate_budget",
+           "routed_loss", "teacher_target_logits", "target_cross_entropy", "train",
            "trainable_state"]

@@ -12,6 +12,7 @@ from training.data import (
     SkipCounter,
     build_training_set,
     log_skip_counts,
+    offer_unused_tools,
     render_examples,
     split_examples,
 )
@@ -44,6 +45,8 @@ def prepare_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase
     skips = SkipCounter()
     examples = build_training_set(max_per_mode=config.per_mode_cap, seed=SPLIT_SEED, skips=skips,
                                   **_source_arguments(config.sources))
+    # Before the split, so held-out planning steps are offered tools as often as training ones.
+    examples = offer_unused_tools(examples, config.planning_tools_share, seed=SPLIT_SEED)
     train, held_out = split_examples(examples, config.eval_fraction, seed=SPLIT_SEED)
     train_rendered = render_examples(train, tokenizer, config.max_length, skips, config.call_format)
     held_out_rendered = render_examples(held_out, tokenizer, config.max_length, skips, config.call_format)

@@ -41,7 +41,7 @@ from .examples import (
     log_skip_counts,
     tool_call_text,
 )
-from .mixing import build_training_set, count_examples, mix_examples, split_examples
+from .mixing import build_training_set, count_examples, mix_examples, offer_unused_tools, split_examples
 from .planning import GSM8K_HUB_ID, TURING_HUB_ID, champ_data_file, load_champ, load_gsm8k, load_turing
 from .render import (
     CALL_FORMATS,
@@ -92,6 +92,7 @@ __all__ = [
     "load_turing",
     "log_skip_counts",
     "mix_examples",
+    "offer_unused_tools",
     "read_rows",
     "render_example",
     "render_examples",

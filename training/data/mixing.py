@@ -2,11 +2,14 @@
 
 Data flow: the loaders' :class:`TraceExample` lists -> :func:`mix_examples` (optional cap per mode,
 seeded shuffle) -> :func:`split_examples` (seeded split that keeps each trace on one side).
+:func:`offer_unused_tools` adds tools that do not fit to some planning prompts.
 :func:`build_training_set` runs the loaders and the mixing in one call.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import random
 from collections import Counter
@@ -82,6 +85,37 @@ def mix_examples(examples: Iterable[TraceExample], *, max_per_mode: int | None =
     return mixed
 
 
+def offer_unused_tools(examples: Sequence[TraceExample], share: float, seed: int = 0, max_tools: int = 3
+                       ) -> list[TraceExample]:
+    """Add one to ``max_tools`` short tools of the tool-call examples to a seeded ``share`` of the planning prompts.
+
+    The target stays a text answer, so these examples show the model a step that is offered tools and
+    calls none (what BFCL's irrelevance category checks). Their source gets a ``+tools`` suffix; every
+    other example is returned unchanged, in the input order.
+
+    Raises:
+        ValueError: when ``share`` is outside ``[0, 1]``, or ``share > 0`` and no example has tools.
+    """
+    if not 0 <= share <= 1:
+        raise ValueError(f"share must be in [0, 1], got {share}")
+    if share == 0:
+        return list(examples)
+    pool = list({tool["function"]["name"]: tool for e in examples if e.mode == "tool_call" for tool in e.tools or []
+                 }.values())
+    # The shortest quarter of the tools, so that planning prompts (long already) stay within max_length.
+    pool = sorted(pool, key=lambda tool: len(json.dumps(tool)))[:max(1, len(pool) // 4)]
+    if not pool:
+        raise ValueError("No tool-call example carries tools to offer; add a tool-call source or set share to 0")
+    rng = random.Random(seed)
+    out = []
+    for example in examples:
+        if example.mode == "planning" and not example.tools and rng.random() < share:
+            tools = rng.sample(pool, rng.randint(1, min(max_tools, len(pool))))
+            example = dataclasses.replace(example, tools=tools, source=f"{example.source}+tools")
+        out.append(example)
+    return out
+
+
 def build_training_set(*, bfcl_categories: Sequence[str] = TRAIN_BFCL_CATEGORIES, champ: bool = True,
                        hermes: str | Path | None = None, glaive: str | Path | None = None,
                        gsm8k: str | Path | None = None, turing: str | Path | None = None,
@@ -128,4 +162,4 @@ def build_training_set(*, bfcl_categories: Sequence[str] = TRAIN_BFCL_CATEGORIES
     return mixed
 
 
-__all__ = ["build_training_set", "count_examples", "mix_examples", "split_examples"]
+__all__ = ["build_training_set", "count_examples", "mix_examples", "offer_unused_tools", "split_examples"]
