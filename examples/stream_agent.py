@@ -30,7 +30,13 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from agent_tools import TOOLS  # noqa: E402
-from tool_agent import DEFAULT_MAX_STEPS, DEFAULT_TASK, SYSTEM_PROMPT, example_conversation  # noqa: E402
+from tool_agent import (  # noqa: E402
+    DEFAULT_MAX_STEPS,
+    DEFAULT_TASK,
+    SYSTEM_PROMPT,
+    check_step_limits,
+    example_conversation,
+)
 
 from layerroute_agent import ComputeReportHandler, EpisodeReport, LayerRouteChat  # noqa: E402
 from layerroute_agent.runtime import DEFAULT_ADAPTER  # noqa: E402
@@ -115,10 +121,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--adapter", default=DEFAULT_ADAPTER,
                         help="routing adapter: a folder, 'default' or 'none' (default: %(default)s)")
     args = parser.parse_args(argv)
-    if args.max_steps < 1:
-        parser.error(f"--max-steps must be at least 1, got {args.max_steps}")
-    if args.max_tokens < 1:
-        parser.error(f"--max-tokens must be at least 1, got {args.max_tokens}")
+    check_step_limits(parser, args)
     return args
 
 

@@ -366,6 +366,14 @@ def episode_json(run: AgentRun, driver: str) -> dict[str, Any]:
     return data
 
 
+def check_step_limits(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit through ``parser.error`` when ``--max-steps`` or ``--max-tokens`` is below 1."""
+    for flag in ("max_steps", "max_tokens"):
+        value = getattr(args, flag)
+        if value < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run a tool-calling agent on LayerRouteChat and print per-step FLOPs.")
     parser.add_argument("--task", default=DEFAULT_TASK, help=f"question for the agent (default: {DEFAULT_TASK!r})")
@@ -389,10 +397,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--plot", type=Path, metavar="PATH",
                         help="write a PNG chart of the FLOPs per model call to PATH (needs the plot extra)")
     args = parser.parse_args(argv)
-    if args.max_steps < 1:
-        parser.error(f"--max-steps must be at least 1, got {args.max_steps}")
-    if args.max_tokens < 1:
-        parser.error(f"--max-tokens must be at least 1, got {args.max_tokens}")
+    check_step_limits(parser, args)
     if args.plot is not None and args.plot.suffix.lower() != ".png":
         parser.error(f"--plot writes a PNG file, so PATH must end in .png, got {str(args.plot)!r}")
     return args

@@ -83,3 +83,26 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Pre
     model.save_pretrained(folder, safe_serialization=True)
     tiny_tokenizer.save_pretrained(folder)
     return folder
+
+
+def script_replies(llm: object, pieces: list[str], monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Make ``llm``'s runtime reply with fixed text pieces; returns a dict that records the prompt and config.
+
+    The routing decisions and timings still come from a real prefill of the prompt.
+    """
+    runtime = llm.runtime  # type: ignore[attr-defined]
+    real_run_step = runtime.run_step
+    seen: dict = {}
+
+    def run_step(prompt_ids, config, route_all=False):
+        seen["prompt"] = runtime.tokenizer.decode(prompt_ids)
+        seen["config"] = config
+        result = None
+        for item in real_run_step(prompt_ids, config, route_all):
+            result = item
+        yield from pieces
+        result.text = "".join(pieces)
+        yield result
+
+    monkeypatch.setattr(runtime, "run_step", run_step)
+    return seen

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from conftest import script_replies
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -154,26 +155,10 @@ def test_model_spec_errors_name_the_fix() -> None:
         LayerRouteChat(adapter="/no/such/adapter").invoke("x")
 
 
-def _scripted(llm: LayerRouteChat, pieces: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make the runtime reply with fixed text pieces (the decisions and timings come from a real prefill)."""
-    runtime = llm.runtime
-    real_run_step = runtime.run_step
-
-    def run_step(prompt_ids, config, route_all=False):
-        result = None
-        for item in real_run_step(prompt_ids, config, route_all):
-            result = item
-        yield from pieces
-        result.text = "".join(pieces)
-        yield result
-
-    monkeypatch.setattr(runtime, "run_step", run_step)
-
-
 def test_stream_and_invoke_agree_on_mixed_reply(llm: LayerRouteChat, monkeypatch: pytest.MonkeyPatch) -> None:
     pieces = ["\n", "Let me ", "check.", "<tool_call>", '{"name": "get_weather", "arguments": {"city": "Lyon"}}',
               "</tool_call>", "<tool_call>{bad}</tool_call>", "\nDone"]
-    _scripted(llm, pieces, monkeypatch)
+    script_replies(llm, pieces, monkeypatch)
     bound = llm.bind_tools([get_weather])
     chunks = list(bound.stream("weather?"))
     merged = chunks[0]
@@ -188,7 +173,7 @@ def test_stream_and_invoke_agree_on_mixed_reply(llm: LayerRouteChat, monkeypatch
 
 
 def test_call_time_tool_choice_is_normalised(llm: LayerRouteChat, monkeypatch: pytest.MonkeyPatch) -> None:
-    _scripted(llm, ['"city": "Lyon"}}'], monkeypatch)
+    script_replies(llm, ['"city": "Lyon"}}'], monkeypatch)
     tools = [get_weather]
     for choice in ("required", True, {"type": "function", "function": {"name": "get_weather"}}, {"type": "any"}):
         reply = llm.invoke("weather?", tools=tools, tool_choice=choice)

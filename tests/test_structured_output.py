@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import script_replies
 from langchain_core.exceptions import OutputParserException
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
@@ -42,28 +43,8 @@ def llm(tiny_model_dir: Path) -> LayerRouteChat:
     return LayerRouteChat(model=str(tiny_model_dir), adapter=None, max_tokens=12)
 
 
-def _scripted(llm: LayerRouteChat, pieces: list[str], monkeypatch: pytest.MonkeyPatch) -> dict:
-    """Make the runtime reply with fixed text pieces; returns a dict that records the prompt and config."""
-    runtime = llm.runtime
-    real_run_step = runtime.run_step
-    seen: dict = {}
-
-    def run_step(prompt_ids, config, route_all=False):
-        seen["prompt"] = runtime.tokenizer.decode(prompt_ids)
-        seen["config"] = config
-        result = None
-        for item in real_run_step(prompt_ids, config, route_all):
-            result = item
-        yield from pieces
-        result.text = "".join(pieces)
-        yield result
-
-    monkeypatch.setattr(runtime, "run_step", run_step)
-    return seen
-
-
 def test_json_schema_prompt_and_result(llm: LayerRouteChat, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = _scripted(llm, ['"setup": "Why?", ', '"punchline": "Because."}'], monkeypatch)
+    seen = script_replies(llm, ['"setup": "Why?", ', '"punchline": "Because."}'], monkeypatch)
     joke = llm.with_structured_output(Joke).invoke("Tell me a joke.")
     assert joke == Joke(setup="Why?", punchline="Because.")
     assert seen["prompt"].startswith("<|im_start|>system\nReply with one JSON object and nothing else.")
@@ -73,14 +54,14 @@ def test_json_schema_prompt_and_result(llm: LayerRouteChat, monkeypatch: pytest.
 
 
 def test_instruction_joins_existing_system_message(llm: LayerRouteChat, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = _scripted(llm, ['"setup": "a", "punchline": "b"}'], monkeypatch)
+    seen = script_replies(llm, ['"setup": "a", "punchline": "b"}'], monkeypatch)
     llm.with_structured_output(Joke).invoke([SystemMessage("Be brief."), HumanMessage("Joke?")])
     assert seen["prompt"].startswith("<|im_start|>system\nBe brief.\n\nReply with one JSON object")
     assert seen["prompt"].count("<|im_start|>system") == 1
 
 
 def test_schema_kinds_and_methods(llm: LayerRouteChat, monkeypatch: pytest.MonkeyPatch) -> None:
-    _scripted(llm, ['"setup": "a", "punchline": "b"}'], monkeypatch)
+    script_replies(llm, ['"setup": "a", "punchline": "b"}'], monkeypatch)
     for method in ("json_schema", "json_mode"):
         assert llm.with_structured_output(JOKE_SCHEMA, method=method).invoke("x") == {"setup": "a", "punchline": "b"}
         assert llm.with_structured_output(JokeDict, method=method).invoke("x") == {"setup": "a", "punchline": "b"}
@@ -88,14 +69,14 @@ def test_schema_kinds_and_methods(llm: LayerRouteChat, monkeypatch: pytest.Monke
 
 
 def test_function_calling_reads_the_forced_call(llm: LayerRouteChat, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = _scripted(llm, ['"setup": "a", "punchline": "b"}}'], monkeypatch)
+    seen = script_replies(llm, ['"setup": "a", "punchline": "b"}}'], monkeypatch)
     joke = llm.with_structured_output(Joke, method="function_calling").invoke("x")
     assert joke == Joke(setup="a", punchline="b")
     assert seen["prompt"].endswith('<|im_start|>assistant\n{"name": "Joke", "arguments": {')
 
 
 def test_bad_reply_raises_with_raw_text(llm: LayerRouteChat, monkeypatch: pytest.MonkeyPatch) -> None:
-    _scripted(llm, ['"setup": "Why?"}'], monkeypatch)
+    script_replies(llm, ['"setup": "Why?"}'], monkeypatch)
     with pytest.raises(OutputParserException, match=r"(?s)does not fit Joke.*Raw reply: '\{\"setup\": \"Why\?\"\}'"):
         llm.with_structured_output(Joke).invoke("x")
     with pytest.raises(OutputParserException, match=r"missing required property 'punchline'"):
@@ -103,7 +84,7 @@ def test_bad_reply_raises_with_raw_text(llm: LayerRouteChat, monkeypatch: pytest
 
 
 def test_cut_reply_raises_not_json(llm: LayerRouteChat, monkeypatch: pytest.MonkeyPatch) -> None:
-    _scripted(llm, ['"setup": "Why'], monkeypatch)
+    script_replies(llm, ['"setup": "Why'], monkeypatch)
     with pytest.raises(OutputParserException, match=r"(?s)is not valid JSON.*Raw reply: '\{\"setup\": \"Why'"):
         llm.with_structured_output(Joke).invoke("x")
     with pytest.raises(OutputParserException, match=r"has no valid Joke tool call"):
@@ -111,20 +92,20 @@ def test_cut_reply_raises_not_json(llm: LayerRouteChat, monkeypatch: pytest.Monk
 
 
 def test_include_raw_returns_error_not_none(llm: LayerRouteChat, monkeypatch: pytest.MonkeyPatch) -> None:
-    _scripted(llm, ['"setup": 3}'], monkeypatch)
+    script_replies(llm, ['"setup": 3}'], monkeypatch)
     out = llm.with_structured_output(Joke, include_raw=True).invoke("x")
     assert isinstance(out["raw"], AIMessage)
     assert out["raw"].content == '{"setup": 3}'
     assert out["parsed"] is None
     assert isinstance(out["parsing_error"], OutputParserException)
-    _scripted(llm, ['"setup": "a", "punchline": "b"}'], monkeypatch)
+    script_replies(llm, ['"setup": "a", "punchline": "b"}'], monkeypatch)
     out = llm.with_structured_output(Joke, include_raw=True).invoke("x")
     assert out["parsed"] == Joke(setup="a", punchline="b")
     assert out["parsing_error"] is None
 
 
 def test_stream_yields_the_parsed_object(llm: LayerRouteChat, monkeypatch: pytest.MonkeyPatch) -> None:
-    _scripted(llm, ['"setup": "a", ', '"punchline": "b"}'], monkeypatch)
+    script_replies(llm, ['"setup": "a", ', '"punchline": "b"}'], monkeypatch)
     chunks = list(llm.with_structured_output(JOKE_SCHEMA).stream("x"))
     assert chunks == [{"setup": "a", "punchline": "b"}]
 
@@ -141,7 +122,7 @@ def test_structured_output_argument_errors(llm: LayerRouteChat) -> None:
 
 
 def test_response_format_argument(llm: LayerRouteChat, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = _scripted(llm, ['"a": 1}'], monkeypatch)
+    seen = script_replies(llm, ['"a": 1}'], monkeypatch)
     reply = llm.invoke("x", response_format={"type": "json_object"})
     assert reply.content == '{"a": 1}'
     assert "Reply with one JSON object and nothing else.<|im_end|>" in seen["prompt"]
