@@ -168,10 +168,17 @@ def build_routed_model(config: TrainConfig, device: str) -> tuple[RoutedCausalLM
     return routed, loaded.tokenizer
 
 
+ROUTER_ADAM_BETAS = (0.9, 0.95)
+"""Adam betas of the routers. With the usual beta2 of 0.999, the loss spike of the first steps in which
+several blocks are skipped at once fills the second-moment estimate for hundreds of steps. The routers'
+later updates then shrink, and in two 448-token runs the tool-call skip rate stayed near 5% against a
+target of 18%. A beta2 of 0.95 forgets the spike within a few dozen steps."""
+
+
 def _optimizer(routed: RoutedCausalLM, config: TrainConfig) -> torch.optim.Optimizer:
     lora = [p for n, p in routed.model.named_parameters() if p.requires_grad]
     routers = [p for p in routed.routers.parameters() if p.requires_grad]
-    groups = [{"params": routers, "lr": config.router_learning_rate}]
+    groups = [{"params": routers, "lr": config.router_learning_rate, "betas": ROUTER_ADAM_BETAS}]
     if lora:
         groups.append({"params": lora, "lr": config.learning_rate})
     return torch.optim.AdamW(groups, weight_decay=0.0)
