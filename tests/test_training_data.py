@@ -606,7 +606,7 @@ def test_offer_unused_tools_share() -> None:
 
 
 def test_offer_unused_tools_rejects_bad_input() -> None:
-    with pytest.raises(ValueError, match="share must be in"):
+    with pytest.raises(ValueError, match="Invalid share 1.5"):
         offer_unused_tools([], share=1.5)
     with pytest.raises(ValueError, match="No tool-call example carries tools"):
         offer_unused_tools(make_examples(3, "planning", "champ"), share=0.5)

@@ -44,8 +44,8 @@ class TrainConfig:
     distribution, not only the target token. 0 keeps the plain cross-entropy loss."""
     planning_tools_share: float = 0.0
     """Share of planning examples that get one to three tools of the tool-call examples added to their prompt.
-    They teach the model to answer in text when the offered tools do not fit, and stop the routers from telling
-    the modes apart by the mere presence of tools, which every step of a real agent has."""
+    They teach the model to reply in text when the offered tools do not fit. They also stop the routers from
+    telling the modes apart by the mere presence of tools, which every step of a real agent has."""
     pooling: str = "mean"
     """Router input: masked ``mean`` of the prompt, or its ``last`` token."""
     init_bias: float = 1.0

@@ -97,7 +97,7 @@ def offer_unused_tools(examples: Sequence[TraceExample], share: float, seed: int
         ValueError: when ``share`` is outside ``[0, 1]``, or ``share > 0`` and no example has tools.
     """
     if not 0 <= share <= 1:
-        raise ValueError(f"share must be in [0, 1], got {share}")
+        raise ValueError(f"Invalid share {share}: it must be in [0, 1]; pass 0 to offer no tools")
     if share == 0:
         return list(examples)
     pool = list({tool["function"]["name"]: tool for e in examples if e.mode == "tool_call" for tool in e.tools or []
