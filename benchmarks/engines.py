@@ -11,6 +11,9 @@ to ``new_tokens`` at its own measured decode rate (:func:`normalised_step_second
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,6 +301,37 @@ class ChatHuggingFaceEngine:
                            decode, step_seconds, probe.peak_above_start(), self.num_blocks, 0)
 
 
+_LLAMA_PROBE = """
+import sys
+from llama_cpp import Llama
+llama = Llama(model_path=sys.argv[1], n_ctx=64, n_threads=int(sys.argv[2]), verbose=False)
+llama.eval([1, 2, 3, 4])
+"""
+
+
+def llama_cpp_failure(gguf_path: Path, threads: int, timeout_s: float = 300.0) -> str | None:
+    """Load the GGUF in llama.cpp and evaluate four tokens in a child process; return why that failed, or ``None``.
+
+    A llama.cpp build can die with SIGILL on a CPU that lacks an instruction it was compiled for (seen
+    with llama-cpp-python 0.3.36 built from source in a VM that reports AMX). In this process that signal
+    would end the whole benchmark, so the engine is tried in a child first.
+    """
+    try:
+        done = subprocess.run([sys.executable, "-c", _LLAMA_PROBE, str(gguf_path), str(threads)],
+                              capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        return f"loading the GGUF in llama.cpp timed out after {timeout_s:.0f} s"
+    if done.returncode == 0:
+        return None
+    if done.returncode < 0:
+        cause = f"it died with signal {signal.Signals(-done.returncode).name}"
+        if done.returncode == -signal.SIGILL:
+            cause += " (the build uses an instruction this CPU lacks; rebuild with CMAKE_ARGS=\"-DGGML_NATIVE=OFF\")"
+    else:
+        cause = f"it exited with code {done.returncode}: {done.stderr.strip()[-300:]}"
+    return f"llama.cpp failed a four-token test run in a child process: {cause}"
+
+
 class LlamaCppEngine:
     """(5) ``llama-cpp-python`` on the Q4_K_M GGUF of the same model, fed the same prompt token ids."""
 
@@ -348,5 +382,6 @@ __all__ = [
     "Measurement",
     "MemoryProbe",
     "TransformersGenerate",
+    "llama_cpp_failure",
     "normalised_step_seconds",
 ]

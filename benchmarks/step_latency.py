@@ -40,6 +40,7 @@ from benchmarks.engines import (
     LlamaCppEngine,
     Measurement,
     TransformersGenerate,
+    llama_cpp_failure,
 )
 from benchmarks.latency_summary import (
     ALL_BLOCKS,
@@ -110,6 +111,10 @@ def _llama_engine(args: argparse.Namespace, tokenizer: object, num_blocks: int, 
         from layerroute_agent.offline_pack import assemble_gguf
 
         gguf = assemble_gguf()
+    failure = llama_cpp_failure(gguf, args.llama_threads)
+    if failure is not None:
+        print(f"llama_cpp skipped: {failure}")
+        return None
     return LlamaCppEngine(gguf, tokenizer, args.llama_threads, context, num_blocks)
 
 

@@ -9,6 +9,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
+from training.cli import train_main
+
 VOCAB_SIZE = 512
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>"]
 
@@ -84,6 +86,17 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Pre
     tiny_tokenizer.save_pretrained(folder)
     return folder
 
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An adapter folder that ``layerroute-train`` wrote after 3 steps on the tiny model."""
+    output = tmp_path_factory.mktemp("run")
+    code = train_main(["--model", str(tiny_model_dir), "--output-dir", str(output), "--steps", "3",
+                       "--batch-size", "2", "--max-length", "1000", "--dtype", "float32", "--lora-rank", "4",
+                       "--checkpoint-every", "2"])
+    assert code == 0
+    return output / "adapter"
 
 def script_replies(llm: object, pieces: list[str], monkeypatch: pytest.MonkeyPatch) -> dict:
     """Make ``llm``'s runtime reply with fixed text pieces; returns a dict that records the prompt and config.

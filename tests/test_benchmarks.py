@@ -10,12 +10,14 @@ from conftest import tiny_qwen2
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+import benchmarks.engines as engines_module
 from benchmarks.agent_steps import WEATHER, AgentStep, agent_steps
 from benchmarks.engines import (
     ChatHuggingFaceEngine,
     LayerRouteEngine,
     Measurement,
     TransformersGenerate,
+    llama_cpp_failure,
     normalised_step_seconds,
 )
 from benchmarks.latency_summary import StepSummary, compute_ratios, run_rounds, summarise
@@ -155,3 +157,23 @@ def test_engine_loop_on_tiny_model(tiny_model_dir: Path, skipping_adapter: Path)
                 "vs_chat_huggingface"):
         assert isinstance(ratios[key], float), key
     assert ratios["vs_llama_cpp"] is None
+
+
+def test_llama_probe_reports_signal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engines_module, "_LLAMA_PROBE", "import os, signal; os.kill(os.getpid(), signal.SIGILL)")
+    failure = llama_cpp_failure(tmp_path / "model.gguf", threads=1)
+    assert failure is not None
+    assert "signal SIGILL" in failure
+    assert "-DGGML_NATIVE=OFF" in failure
+
+
+def test_llama_probe_reports_exit_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engines_module, "_LLAMA_PROBE", "import sys; sys.exit('no model here')")
+    failure = llama_cpp_failure(tmp_path / "model.gguf", threads=1)
+    assert failure is not None
+    assert "exited with code 1: no model here" in failure
+
+
+def test_llama_probe_passes_clean_exit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engines_module, "_LLAMA_PROBE", "import sys; assert len(sys.argv) == 3")
+    assert llama_cpp_failure(tmp_path / "model.gguf", threads=1) is None

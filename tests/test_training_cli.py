@@ -12,16 +12,6 @@ from training.cli import train_main
 from training.evaluate import EvalSizes, evaluate, target_checks
 
 
-@pytest.fixture(scope="module")
-def tiny_adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    output = tmp_path_factory.mktemp("run")
-    code = train_main(["--model", str(tiny_model_dir), "--output-dir", str(output), "--steps", "3",
-                       "--batch-size", "2", "--max-length", "1000", "--dtype", "float32", "--lora-rank", "4",
-                       "--checkpoint-every", "2"])
-    assert code == 0
-    return output / "adapter"
-
-
 def test_train_cli_writes_adapter_and_config(tiny_adapter: Path) -> None:
     config = json.loads((tiny_adapter / "adapter_config.json").read_text())
     assert config["base_model"]["num_blocks"] == 4

@@ -29,6 +29,7 @@ from layerroute_agent.adapter import read_adapter_config
 from layerroute_agent.chat_model import LayerRouteChat
 from layerroute_agent.loading import DEFAULT_MODEL
 from layerroute_agent.runtime import RoutedRuntime
+from training.base_answers import BaseAnswers, answer_key
 from training.bfcl_check import call_matches
 from training.config import TrainConfig
 from training.data import BfclEvalItem, RenderedExample, load_bfcl_eval
@@ -121,18 +122,31 @@ def _reply_calls(llm: LayerRouteChat, item: BfclEvalItem) -> tuple[list[dict], i
     return reply.tool_calls, len(reply.invalid_tool_calls)
 
 
-def _bfcl_metrics(base: LayerRouteChat, routed: LayerRouteChat, count: int, seed: int) -> dict[str, dict[str, Any]]:
+def _base_reply_calls(llm: LayerRouteChat, item: BfclEvalItem, answers: BaseAnswers) -> tuple[list[dict], int]:
+    stored = answers.get(item.id)
+    if stored is not None:
+        return stored
+    calls, invalid = _reply_calls(llm, item)
+    answers.put(item.id, calls, invalid)
+    return calls, invalid
+
+
+def _both_replies(base: LayerRouteChat, routed: LayerRouteChat, item: BfclEvalItem,
+                  answers: BaseAnswers) -> dict[str, tuple[list[dict], int]]:
+    return {"base": _base_reply_calls(base, item, answers), "routed": _reply_calls(routed, item)}
+
+
+def _bfcl_metrics(base: LayerRouteChat, routed: LayerRouteChat, count: int, seed: int,
+                  answers: BaseAnswers) -> dict[str, dict[str, Any]]:
     simple = _sample(load_bfcl_eval("live_simple"), count, seed)
     correct = {"base": 0, "routed": 0}
     for item in tqdm(simple, desc="bfcl live_simple"):
-        for name, llm in (("base", base), ("routed", routed)):
-            calls, _ = _reply_calls(llm, item)
+        for name, (calls, _) in _both_replies(base, routed, item, answers).items():
             correct[name] += len(calls) == 1 and call_matches(calls[0]["name"], calls[0]["args"], item.ground_truth)
     irrelevant = _sample(load_bfcl_eval("irrelevance"), count, seed)
     no_call = {"base": 0, "routed": 0}
     for item in tqdm(irrelevant, desc="bfcl irrelevance"):
-        for name, llm in (("base", base), ("routed", routed)):
-            calls, invalid = _reply_calls(llm, item)
+        for name, (calls, invalid) in _both_replies(base, routed, item, answers).items():
             no_call[name] += not calls and not invalid
     n_simple, n_irrelevant = len(simple), len(irrelevant)
     return {
@@ -151,19 +165,27 @@ def _train_config(adapter: str) -> TrainConfig:
     return TrainConfig(**stored)
 
 
+BFCL_MAX_TOKENS = 128
+
+
 def evaluate(adapter: str, model: str | None = None, sizes: EvalSizes = EvalSizes(), seed: int = 0,
-             dtype: str = "bfloat16", bfcl: bool = True) -> dict[str, Any]:
-    """Evaluate ``adapter`` on ``model`` (default: the model it was trained on); returns the JSON report."""
+             dtype: str = "bfloat16", bfcl: bool = True, base_answers: Path | None = None) -> dict[str, Any]:
+    """Evaluate ``adapter`` on ``model`` (default: the model it was trained on); returns the JSON report.
+
+    ``base_answers``: a JSON file that keeps the base model's BFCL replies between evaluations
+    (see :class:`training.base_answers.BaseAnswers`); ``None`` generates them every time.
+    """
     config = _train_config(adapter)
     model = model or config.model
-    base_llm = LayerRouteChat(model=model, adapter=None, dtype=dtype, max_tokens=128)
-    routed_llm = LayerRouteChat(model=model, adapter=adapter, dtype=dtype, max_tokens=128)
+    base_llm = LayerRouteChat(model=model, adapter=None, dtype=dtype, max_tokens=BFCL_MAX_TOKENS)
+    routed_llm = LayerRouteChat(model=model, adapter=adapter, dtype=dtype, max_tokens=BFCL_MAX_TOKENS)
     _, held_out = prepare_data(config, routed_llm.runtime.tokenizer)
     modes, pattern = _held_out_metrics(held_out, base_llm.runtime, routed_llm.runtime, sizes.per_mode, seed)
     report: dict[str, Any] = {"model": model, "adapter": adapter, "seed": seed, "modes": modes,
                               "skip_differential": _differential(modes), "skip_pattern": pattern}
     if bfcl:
-        report.update(_bfcl_metrics(base_llm, routed_llm, sizes.bfcl, seed))
+        answers = BaseAnswers.open(base_answers, answer_key(model, dtype, BFCL_MAX_TOKENS))
+        report.update(_bfcl_metrics(base_llm, routed_llm, sizes.bfcl, seed, answers))
     report["targets"] = target_checks(report)
     return report
 
@@ -216,11 +238,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the item sampling (default: 0)")
     parser.add_argument("--dtype", default="bfloat16", help="model dtype (default: bfloat16)")
     parser.add_argument("--json", type=Path, help="write the report to this JSON file")
+    parser.add_argument("--base-answers", type=Path,
+                        help="JSON file that keeps the base model's BFCL replies between evaluations: read when it "
+                             "matches the model, dtype and package version, written otherwise (default: none)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sizes = EvalSizes.quick() if args.quick else EvalSizes()
     sizes = EvalSizes(per_mode=args.per_mode or sizes.per_mode, bfcl=args.bfcl_items or sizes.bfcl)
-    report = evaluate(args.adapter, args.model, sizes, args.seed, args.dtype, bfcl=not args.no_bfcl)
+    report = evaluate(args.adapter, args.model, sizes, args.seed, args.dtype, bfcl=not args.no_bfcl,
+                      base_answers=args.base_answers)
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:
