@@ -44,6 +44,13 @@ def test_unreadable_file_starts_empty(tmp_path: Path, caplog: pytest.LogCaptureF
     assert json.loads(path.read_text())["key"] == KEY
 
 
+@pytest.mark.parametrize("content", ["[1, 2]", '{"key": {}}', '{"key": {}, "replies": []}'])
+def test_wrong_layout_starts_empty(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "answers.json"
+    path.write_text(content)
+    assert BaseAnswers.open(path, KEY).replies == {}
+
+
 def test_no_path_keeps_nothing_on_disk(tmp_path: Path) -> None:
     answers = BaseAnswers.open(None, KEY)
     answers.put("item", [CALL], 0)

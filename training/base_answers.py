@@ -60,6 +60,9 @@ class BaseAnswers:
         except (OSError, json.JSONDecodeError) as err:
             logger.warning("Failed to read the base-model replies at %s (%s); generating them again", path, err)
             return cls(path, key)
+        if not isinstance(stored, dict) or not isinstance(stored.get("replies"), dict):
+            logger.warning("Base-model replies at %s are not a {'key', 'replies'} object; generating them again", path)
+            return cls(path, key)
         if stored.get("key") != key:
             logger.warning("Base-model replies at %s were generated with %s, not %s; generating them again",
                            path, stored.get("key"), key)
