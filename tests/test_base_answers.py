@@ -18,15 +18,15 @@ CALL = {"name": "get_weather", "args": {"city": "Lyon"}, "id": "call_0", "type":
 
 def test_put_then_open_returns_reply(tmp_path: Path) -> None:
     path = tmp_path / "answers.json"
-    BaseAnswers.open(path, KEY).put("live_simple_0-0-0", [CALL], 0)
+    BaseAnswers.open(path, KEY).put("live_simple_0-0-0", {"calls": [CALL], "invalid": 0})
     reopened = BaseAnswers.open(path, KEY)
-    assert reopened.get("live_simple_0-0-0") == ([CALL], 0)
+    assert reopened.get("live_simple_0-0-0") == {"calls": [CALL], "invalid": 0}
     assert reopened.get("live_simple_1-1-0") is None
 
 
 def test_other_key_starts_empty(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "answers.json"
-    BaseAnswers.open(path, KEY).put("item", [], 1)
+    BaseAnswers.open(path, KEY).put("item", {"calls": [], "invalid": 1})
     other = answer_key("some/model", "bfloat16", 128)
     with caplog.at_level(logging.WARNING):
         reopened = BaseAnswers.open(path, other)
@@ -40,7 +40,7 @@ def test_unreadable_file_starts_empty(tmp_path: Path, caplog: pytest.LogCaptureF
     with caplog.at_level(logging.WARNING):
         answers = BaseAnswers.open(path, KEY)
     assert answers.get("item") is None
-    answers.put("item", [], 0)
+    answers.put("item", "a reply")
     assert json.loads(path.read_text())["key"] == KEY
 
 
@@ -53,8 +53,8 @@ def test_wrong_layout_starts_empty(tmp_path: Path, content: str) -> None:
 
 def test_no_path_keeps_nothing_on_disk(tmp_path: Path) -> None:
     answers = BaseAnswers.open(None, KEY)
-    answers.put("item", [CALL], 0)
-    assert answers.get("item") == ([CALL], 0)
+    answers.put("item", "a reply")
+    assert answers.get("item") == "a reply"
     assert list(tmp_path.iterdir()) == []
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import benchmarks.engines as engines_module
 from benchmarks.agent_steps import WEATHER, AgentStep, agent_steps
+from benchmarks.dtype_compare import main as dtype_compare_main
+from benchmarks.dtype_compare import summarise_by_dtype
 from benchmarks.engines import (
     ChatHuggingFaceEngine,
     LayerRouteEngine,
@@ -177,3 +180,40 @@ def test_llama_probe_reports_exit_code(tmp_path: Path, monkeypatch: pytest.Monke
 def test_llama_probe_passes_clean_exit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engines_module, "_LLAMA_PROBE", "import sys; assert len(sys.argv) == 3")
     assert llama_cpp_failure(tmp_path / "model.gguf", threads=1) is None
+
+
+def test_dtype_summary_ratios_to_first() -> None:
+    measurements = [
+        _measurement(engine="bfloat16", step="tool_short", step_seconds=2.0),
+        _measurement(engine="bfloat16", step="tool_short", step_seconds=4.0),
+        _measurement(engine="float32", step="tool_short", step_seconds=6.0),
+        _measurement(engine="float32", step="tool_short", step_seconds=8.0),
+    ]
+    summary = summarise_by_dtype(measurements, ["bfloat16", "float32"], {"tool_short": 8})
+    assert summary["tool_short"]["bfloat16"]["step_seconds"] == pytest.approx(3.0)
+    assert summary["tool_short"]["bfloat16"]["step_time_ratio"] == pytest.approx(1.0)
+    assert summary["tool_short"]["float32"]["step_time_ratio"] == pytest.approx(7.0 / 3.0)
+    assert summary["tool_short"]["float32"]["decode_tokens_per_second"] == pytest.approx(7 / 3.5)
+
+
+def test_dtype_compare_runs_tiny_model(tiny_model_dir: Path, tmp_path: Path) -> None:
+    output = tmp_path / "dtype.json"
+    code = dtype_compare_main(["--model", str(tiny_model_dir), "--dtypes", "float32,bfloat16", "--rounds", "1",
+                               "--warmup", "0", "--steps", "tool_short,plan_short", "--json", str(output)])
+    assert code == 0
+    report = json.loads(output.read_text())
+    assert report["dtypes"] == ["float32", "bfloat16"]
+    assert list(report["steps"]) == ["tool_short", "plan_short"]
+    for rows in report["steps"].values():
+        assert rows["float32"]["step_time_ratio"] == pytest.approx(1.0)
+        assert rows["bfloat16"]["step_seconds"] > 0
+
+
+def test_dtype_compare_needs_two_dtypes() -> None:
+    with pytest.raises(SystemExit):
+        dtype_compare_main(["--dtypes", "bfloat16"])
+
+
+def test_dtype_compare_rejects_unknown_step(tiny_model_dir: Path) -> None:
+    with pytest.raises(ValueError, match="--steps must name quick steps among .*got 'tool_huge'"):
+        dtype_compare_main(["--model", str(tiny_model_dir), "--steps", "tool_huge"])

@@ -1,9 +1,10 @@
-"""A JSON file of the base model's BFCL replies, so that evaluating a second adapter skips regenerating them.
+"""A JSON file of the base model's replies, so that later runs reuse them instead of generating them again.
 
-Data flow: (model, dtype, max_tokens, package version) -> a key stored in the file -> per BFCL item id,
-the base model's parsed tool calls and its count of invalid calls. The base model decodes greedily, so
-its replies depend only on that key and the item. A file whose key differs is ignored with a warning
-and overwritten, never mixed with new replies.
+Data flow: (model, dtype, max_tokens, package version) -> a key stored in the file -> per item id, one
+JSON value: for BFCL evaluation items the parsed tool calls and the count of invalid calls, for replayed
+multi-turn tasks the reply text. The base model decodes greedily, so its replies depend only on that key
+and the item. A file whose key differs is ignored with a warning and overwritten, never mixed with new
+replies.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ class BaseAnswers:
     """JSON file of the replies, or ``None`` to keep none."""
     key: dict[str, Any]
     """Generation settings of the replies (see :func:`answer_key`)."""
-    replies: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Item id -> ``{"calls": [...], "invalid": int}``."""
+    replies: dict[str, Any] = field(default_factory=dict)
+    """Item id -> the stored JSON value."""
 
     @classmethod
     def open(cls, path: Path | None, key: dict[str, Any]) -> BaseAnswers:
@@ -70,14 +71,13 @@ class BaseAnswers:
         logger.info("Reusing %d base-model replies from %s", len(stored["replies"]), path)
         return cls(path, key, dict(stored["replies"]))
 
-    def get(self, item_id: str) -> tuple[list[dict], int] | None:
-        """Return the stored ``(tool_calls, invalid_count)`` for ``item_id``, or ``None``."""
-        reply = self.replies.get(item_id)
-        return None if reply is None else (reply["calls"], reply["invalid"])
+    def get(self, item_id: str) -> Any | None:
+        """Return the value stored for ``item_id``, or ``None``."""
+        return self.replies.get(item_id)
 
-    def put(self, item_id: str, calls: list[dict], invalid: int) -> None:
-        """Store one reply and write the file (atomically, so a killed run leaves the previous file)."""
-        self.replies[item_id] = {"calls": calls, "invalid": invalid}
+    def put(self, item_id: str, value: Any) -> None:
+        """Store one JSON value and write the file (atomically, so a killed run leaves the previous file)."""
+        self.replies[item_id] = value
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -55,6 +55,8 @@ def _train_parser() -> argparse.ArgumentParser:
             parser.add_argument(flag, type=int, nargs="*", default=None, help=help_text)
         elif field.name in ("gate_penalty_planning", "skip_target"):
             parser.add_argument(flag, type=float, default=None, help=help_text)
+        elif field.name == "base_answers":
+            parser.add_argument(flag, default=None, help=help_text)
         else:
             parser.add_argument(flag, type=type(default), default=None, help=help_text)
     return parser

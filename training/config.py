@@ -74,8 +74,14 @@ class TrainConfig:
     Qwen2.5-Coder-0.5B writes on its own) or ``tagged`` (``<tool_call>`` blocks, the chat template's form).
     ``python -m training.call_format`` measures which opening the base model prefers."""
     sources: tuple[str, ...] = ("bfcl", "champ")
-    """Data sources. ``bfcl`` and ``champ`` work offline. Local files are given as ``hermes=PATH``,
-    ``glaive=PATH``, ``gsm8k=PATH`` or ``turing=PATH``, with a hub id in place of PATH when the hub is reachable."""
+    """Data sources. ``bfcl``, ``champ`` and ``bfcl_multi_turn`` work offline. Local files are given as
+    ``hermes=PATH``, ``glaive=PATH``, ``gsm8k=PATH`` or ``turing=PATH``, with a hub id in place of PATH when the
+    hub is reachable. ``bfcl_multi_turn`` replays BFCL's multi-turn tasks, and the base model writes the
+    replies after their tool results (see ``base_answers``)."""
+    base_answers: str | None = None
+    """JSON file that keeps the base model's replies to replayed multi-turn steps, so that later runs and
+    ``layerroute-eval`` reuse them. ``None`` (default): ``base-answers-<model>-<dtype>.json`` in the
+    package's cache folder (``$LAYERROUTE_CACHE`` or ``~/.cache/layerroute_agent``)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form notes stored with the adapter."""
 

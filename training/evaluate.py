@@ -125,9 +125,9 @@ def _reply_calls(llm: LayerRouteChat, item: BfclEvalItem) -> tuple[list[dict], i
 def _base_reply_calls(llm: LayerRouteChat, item: BfclEvalItem, answers: BaseAnswers) -> tuple[list[dict], int]:
     stored = answers.get(item.id)
     if stored is not None:
-        return stored
+        return stored["calls"], stored["invalid"]
     calls, invalid = _reply_calls(llm, item)
-    answers.put(item.id, calls, invalid)
+    answers.put(item.id, {"calls": calls, "invalid": invalid})
     return calls, invalid
 
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase
 
+from layerroute_agent.offline_pack import cache_dir
+from layerroute_agent.runtime import get_runtime
+from training.base_answers import BaseAnswers, answer_key
 from training.config import TrainConfig
 from training.data import (
+    AnswerTurn,
     RenderedExample,
     SkipCounter,
     build_training_set,
@@ -16,12 +22,16 @@ from training.data import (
     render_examples,
     split_examples,
 )
+from training.self_answers import base_model_answerer
 
 logger = logging.getLogger(__name__)
 
 SPLIT_SEED = 1234
 """Seed of the train/held-out split, fixed so that every seed of a sweep is evaluated on the same examples."""
 _FILE_SOURCES = ("hermes", "glaive", "gsm8k", "turing")
+_OFFLINE_SOURCES = ("bfcl", "champ", "bfcl_multi_turn")
+ANSWER_MAX_TOKENS = 96
+"""Most tokens of a base-model reply after replayed tool results; a longer reply is cut off and not used."""
 
 
 def _source_arguments(sources: tuple[str, ...]) -> dict[str, object]:
@@ -30,21 +40,41 @@ def _source_arguments(sources: tuple[str, ...]) -> dict[str, object]:
         arguments["bfcl_categories"] = ()
     for source in sources:
         name, _, location = source.partition("=")
-        if name in ("bfcl", "champ"):
+        if name in _OFFLINE_SOURCES:
             continue
         if name not in _FILE_SOURCES or not location:
-            raise ValueError(f"Unknown data source {source!r}; use bfcl, champ, or NAME=PATH_OR_HUB_ID with NAME in "
-                             f"{list(_FILE_SOURCES)}")
+            raise ValueError(f"Unknown data source {source!r}; use {', '.join(_OFFLINE_SOURCES)}, or "
+                             f"NAME=PATH_OR_HUB_ID with NAME in {list(_FILE_SOURCES)}")
         arguments[name] = location
     return {k: v for k, v in arguments.items() if v is not None}
 
 
+def base_answers_path(config: TrainConfig) -> Path:
+    """Return the file that keeps the base model's replies to replayed multi-turn steps."""
+    if config.base_answers is not None:
+        return Path(config.base_answers)
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", config.model).strip("-")
+    return cache_dir() / f"base-answers-{slug}-{config.dtype}.json"
+
+
+def _multi_turn_answerer(config: TrainConfig) -> AnswerTurn:
+    # A runtime without an adapter is the base model. The training model cannot serve: its LoRA changes.
+    runtime = get_runtime(config.model, None, config.dtype, config.device)
+    answers = BaseAnswers.open(base_answers_path(config), answer_key(config.model, config.dtype, ANSWER_MAX_TOKENS))
+    return base_model_answerer(runtime, answers, ANSWER_MAX_TOKENS)
+
+
 def prepare_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase
                  ) -> tuple[list[RenderedExample], list[RenderedExample]]:
-    """Return ``(train, held_out)`` rendered examples; skipped rows are counted and logged by reason."""
+    """Return ``(train, held_out)`` rendered examples; skipped rows are counted and logged by reason.
+
+    With the ``bfcl_multi_turn`` source this loads the base model a second time and generates the replies
+    that :func:`base_answers_path` does not hold yet (several seconds each on a CPU).
+    """
     skips = SkipCounter()
+    multi_turn = _multi_turn_answerer(config) if "bfcl_multi_turn" in config.sources else None
     examples = build_training_set(max_per_mode=config.per_mode_cap, seed=SPLIT_SEED, skips=skips,
-                                  **_source_arguments(config.sources))
+                                  bfcl_multi_turn=multi_turn, **_source_arguments(config.sources))
     # Before the split, so held-out planning steps are offered tools as often as training ones.
     examples = offer_unused_tools(examples, config.planning_tools_share, seed=SPLIT_SEED)
     train, held_out = split_examples(examples, config.eval_fraction, seed=SPLIT_SEED)
@@ -57,4 +87,4 @@ def prepare_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase
     return train_rendered, held_out_rendered
 
 
-__all__ = ["SPLIT_SEED", "prepare_data"]
+__all__ = ["ANSWER_MAX_TOKENS", "SPLIT_SEED", "base_answers_path", "prepare_data"]

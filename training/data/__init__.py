@@ -11,6 +11,8 @@ Data flow:
    - :func:`load_hermes`, :func:`load_glaive`, :func:`load_gsm8k` and :func:`load_turing` read a local
      .jsonl/.json/.parquet file or a Hugging Face hub dataset id.
    - :func:`load_bfcl_eval` keeps BFCL's full ground truth for accuracy checks.
+   - :func:`load_bfcl_multi_turn` replays BFCL's multi-turn tasks against BFCL's simulated APIs, so the
+     traces hold real tool results; the text replies after them come from a caller-given function.
 
 2. :func:`mix_examples` caps examples per mode and shuffles; :func:`split_examples` splits by trace;
    :func:`build_training_set` does steps 1 and 2 for every source in one call.
@@ -31,6 +33,7 @@ from .bfcl import (
     load_bfcl,
     load_bfcl_eval,
 )
+from .bfcl_multi_turn import MULTI_TURN_CATEGORY, AnswerTurn, load_bfcl_multi_turn, parse_ground_truth_call
 from .examples import (
     MODES,
     Mode,
@@ -65,9 +68,11 @@ __all__ = [
     "GSM8K_HUB_ID",
     "HERMES_HUB_ID",
     "MODES",
+    "MULTI_TURN_CATEGORY",
     "SUPPORTED_BFCL_CATEGORIES",
     "TRAIN_BFCL_CATEGORIES",
     "TURING_HUB_ID",
+    "AnswerTurn",
     "BfclEvalItem",
     "Mode",
     "RenderedExample",
@@ -85,6 +90,7 @@ __all__ = [
     "is_eval_only_bfcl_category",
     "load_bfcl",
     "load_bfcl_eval",
+    "load_bfcl_multi_turn",
     "load_champ",
     "load_glaive",
     "load_gsm8k",
@@ -93,6 +99,7 @@ __all__ = [
     "log_skip_counts",
     "mix_examples",
     "offer_unused_tools",
+    "parse_ground_truth_call",
     "read_rows",
     "render_example",
     "render_examples",

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .bfcl import TRAIN_BFCL_CATEGORIES, load_bfcl
+from .bfcl_multi_turn import AnswerTurn, load_bfcl_multi_turn
 from .examples import MODES, Mode, SkipCounter, TraceExample, counter_or_new, report_if_owned
 from .planning import load_champ, load_gsm8k, load_turing
 from .traces import load_glaive, load_hermes
@@ -119,7 +120,8 @@ def offer_unused_tools(examples: Sequence[TraceExample], share: float, seed: int
 def build_training_set(*, bfcl_categories: Sequence[str] = TRAIN_BFCL_CATEGORIES, champ: bool = True,
                        hermes: str | Path | None = None, glaive: str | Path | None = None,
                        gsm8k: str | Path | None = None, turing: str | Path | None = None,
-                       hermes_config: str | None = None, limit_per_source: int | None = None,
+                       hermes_config: str | None = None, bfcl_multi_turn: AnswerTurn | None = None,
+                       limit_per_source: int | None = None,
                        max_per_mode: int | None = None, balance_modes: bool = False, seed: int = 0,
                        skips: SkipCounter | None = None) -> list[TraceExample]:
     """Load the offline sources (BFCL training categories, CHAMP) and any given local or hub sources, then mix them.
@@ -133,6 +135,8 @@ def build_training_set(*, bfcl_categories: Sequence[str] = TRAIN_BFCL_CATEGORIES
         gsm8k: a GSM8K file or hub id.
         turing: a Turing-Open-Reasoning file or hub id.
         hermes_config: the Hermes hub configuration (``None`` reads the default one).
+        bfcl_multi_turn: the ``answer_turn`` of :func:`load_bfcl_multi_turn` to replay BFCL's multi-turn
+            tasks with, or ``None`` to leave them out.
         limit_per_source: read at most this many rows of each file or hub source (not BFCL or CHAMP).
         max_per_mode: passed to :func:`mix_examples`.
         balance_modes: passed to :func:`mix_examples`.
@@ -146,6 +150,8 @@ def build_training_set(*, bfcl_categories: Sequence[str] = TRAIN_BFCL_CATEGORIES
     examples = load_bfcl(bfcl_categories, split="train", skips=counter) if bfcl_categories else []
     if champ:
         examples += load_champ(skips=counter)
+    if bfcl_multi_turn is not None:
+        examples += load_bfcl_multi_turn(bfcl_multi_turn, skips=counter)
     if hermes is not None:
         examples += load_hermes(hermes, config=hermes_config, limit=limit_per_source, skips=counter)
     if glaive is not None:

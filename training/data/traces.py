@@ -95,7 +95,7 @@ def _trace_examples(rows: list[dict[str, Any]], source: str,
         except _TraceError as error:
             counter.add(f"{source}:{error}", trace_id)
             continue
-        examples.extend(_step_examples(messages, tools, source, trace_id, counter))
+        examples.extend(step_examples(messages, tools, source, trace_id, counter))
     return examples
 
 
@@ -122,7 +122,7 @@ def load_glaive(source: str | Path = GLAIVE_HUB_ID, *, split: str = "train", lim
     return examples
 
 
-def _step_examples(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, source: str,
+def step_examples(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, source: str,
                    trace_id: str, skips: SkipCounter) -> list[TraceExample]:
     """Cut one example per assistant turn, after checking every call names a tool the row defines."""
     names = {tool["function"]["name"] for tool in tools or []}
