@@ -123,6 +123,9 @@ def test_distillation_kl_base_and_changed() -> None:
     torch.testing.assert_close(teacher_target_logits(routed, batch), teacher)
     parts = routed_loss(changed, batch, teacher, distill_weight=2.0)
     torch.testing.assert_close(parts.total, parts.ce + 2.0 * kl + gate_budget(changed, batch))
+    kl_only = routed_loss(changed, batch, teacher, distill_weight=2.0, ce_weight=0.0)
+    torch.testing.assert_close(kl_only.total, 2.0 * kl + gate_budget(changed, batch))
+    torch.testing.assert_close(kl_only.ce, parts.ce)
 
 
 def test_training_distillation_skip_target(tmp_path: Path) -> None:
@@ -191,3 +194,10 @@ def test_config_rejects_bad_budget_fields() -> None:
 def test_config_rejects_unknown_call_format() -> None:
     with pytest.raises(ValueError, match="call_format must be one of"):
         TrainConfig(call_format="xml")
+
+
+def test_config_needs_some_lora_loss() -> None:
+    with pytest.raises(ValueError, match="ce_weight and distill_weight are both 0"):
+        TrainConfig(ce_weight=0.0)
+    with pytest.raises(ValueError, match="ce_weight must be >= 0, got -0.5"):
+        TrainConfig(ce_weight=-0.5)

@@ -42,6 +42,10 @@ class TrainConfig:
     """Weight of KL(base || routed) on target tokens, added to the loss. The teacher is the same model with
     every block and no LoRA, so the routed model learns to keep the base model's whole next-token
     distribution, not only the target token. 0 keeps the plain cross-entropy loss."""
+    ce_weight: float = 1.0
+    """Weight of the cross-entropy on target tokens. 0 with ``distill_weight > 0`` trains on the base model's
+    distribution alone: the targets then only mark which positions count, so the data's own habits (such as
+    several calls in one reply) are not learnt."""
     planning_tools_share: float = 0.0
     """Share of planning examples that get one to three tools of the tool-call examples added to their prompt.
     They teach the model to reply in text when the offered tools do not fit. They also stop the routers from
@@ -108,6 +112,9 @@ class TrainConfig:
             "" if self.skip_target is None or 0 < self.skip_target < 1 else
             f"skip_target must be None or in (0, 1), got {self.skip_target}",
             "" if self.distill_weight >= 0 else f"distill_weight must be >= 0, got {self.distill_weight}",
+            "" if self.ce_weight >= 0 else f"ce_weight must be >= 0, got {self.ce_weight}",
+            "" if self.ce_weight > 0 or self.distill_weight > 0 else
+            "ce_weight and distill_weight are both 0, so no loss trains LoRA; set either above 0",
             "" if 0 <= self.planning_tools_share <= 1 else
             f"planning_tools_share must be in [0, 1], got {self.planning_tools_share}",
             "" if self.pooling in ("mean", "last") else f"pooling must be 'mean' or 'last', got {self.pooling!r}",

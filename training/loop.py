@@ -126,10 +126,13 @@ class LossParts:
 
 
 def routed_loss(out: TrainOutput, batch: Batch, teacher_logits: torch.Tensor | None = None,
-                distill_weight: float = 0.0) -> LossParts:
-    """CE on target tokens + ``distill_weight`` x KL from the teacher (when given) + :func:`gate_budget`."""
+                distill_weight: float = 0.0, ce_weight: float = 1.0) -> LossParts:
+    """``ce_weight`` x CE on target tokens + ``distill_weight`` x KL from the teacher (when given) + :func:`gate_budget`.
+
+    ``ce`` in the result is the unweighted cross-entropy, for logging.
+    """
     ce = target_cross_entropy(out.logits, batch)
-    total = ce + gate_budget(out, batch)
+    total = ce_weight * ce + gate_budget(out, batch)
     kl = None
     if teacher_logits is not None:
         kl = distillation_kl(out.logits, teacher_logits, batch)
@@ -245,7 +248,7 @@ def train(config: TrainConfig, train_set: Sequence[Rendered], pad_id: int,
         batch = collate([train_set[i] for i in indices], penalties, pad_id, accelerator.device, skip_targets)
         teacher = teacher_target_logits(routed, batch) if config.distill_weight > 0 else None
         out = model(batch.input_ids, batch.attention_mask, batch.prompt_mask)
-        loss = routed_loss(out, batch, teacher, config.distill_weight)
+        loss = routed_loss(out, batch, teacher, config.distill_weight, config.ce_weight)
         accelerator.backward(loss.total)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
