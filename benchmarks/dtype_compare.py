@@ -6,9 +6,9 @@ Run from the repository root::
 
 Every block runs (``routing=False``), so only the dtype differs between the engines. They alternate
 within each round as in the step-latency benchmark, so a slow phase of a shared machine falls on all of
-them alike. Prints, per step and dtype, the median prefill seconds, decode tokens/s and step seconds (a
-reply that ends early is extended to the step's token count at its own decode rate), and each dtype's step
-time divided by the first dtype's.
+them alike. Prints, per step and dtype, the median prefill seconds, decode tokens/s and step seconds, and
+each dtype's step time divided by the first dtype's. A reply that ends early is extended to the step's
+token count at its own decode rate.
 """
 
 from __future__ import annotations

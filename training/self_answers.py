@@ -76,7 +76,7 @@ def usable_answer(reply: dict[str, str], tools: list[dict[str, Any]]) -> str | N
 
 
 def base_model_answerer(runtime: RoutedRuntime, answers: BaseAnswers, max_new_tokens: int = 96) -> AnswerTurn:
-    """Return an ``answer_turn`` for :func:`training.data.load_bfcl_multi_turn` that asks the base model.
+    """Return an ``answer_turn`` for :func:`training.data.load_bfcl_multi_turn` that generates with the base model.
 
     Args:
         runtime: a runtime without an adapter, which is the base model; every block runs.

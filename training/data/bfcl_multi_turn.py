@@ -134,7 +134,7 @@ def _run_call(apis: dict[str, Any], text: str) -> tuple[str, dict[str, Any], str
 
 
 def _tools_for(task: dict[str, Any], called: set[str], max_tools: int) -> list[dict[str, Any]]:
-    """The task's functions as tools: every called one, then the others in file order, ``max_tools`` at most."""
+    """Select the task's functions as tools: every called one, then others in file order up to ``max_tools``."""
     docs = _function_docs(task)
     chosen = [doc for doc in docs if doc["name"] in called]
     chosen += [doc for doc in docs if doc["name"] not in called][: max(0, max_tools - len(chosen))]
