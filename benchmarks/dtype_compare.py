@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from benchmarks.agent_steps import AgentStep, agent_steps
 from benchmarks.engines import LayerRouteEngine, Measurement, normalised_step_seconds
 from benchmarks.latency_summary import run_rounds
@@ -40,8 +42,15 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write the medians and ratios to this JSON file")
     args = parser.parse_args(argv)
     args.dtypes = [name.strip() for name in args.dtypes.split(",") if name.strip()]
-    if len(args.dtypes) < 2:
-        parser.error(f"--dtypes needs at least two dtypes to compare, got {args.dtypes}")
+    if len(set(args.dtypes)) < 2 or len(set(args.dtypes)) != len(args.dtypes):
+        parser.error(f"--dtypes needs at least two different dtypes, each once, got {args.dtypes}")
+    unknown = [name for name in args.dtypes if not isinstance(getattr(torch, name, None), torch.dtype)]
+    if unknown:
+        parser.error(f"--dtypes has names that are not torch dtypes: {unknown}; use e.g. bfloat16,float32")
+    try:
+        args.steps = _chosen_steps(args.steps)
+    except ValueError as error:
+        parser.error(str(error))
     return args
 
 
@@ -90,7 +99,7 @@ def summarise_by_dtype(measurements: Sequence[Measurement], dtypes: Sequence[str
 def main(argv: Sequence[str] | None = None) -> int:
     """Load the model once per dtype, alternate the engines over the quick steps, print and write the medians."""
     args = _parse_args(argv)
-    steps = _chosen_steps(args.steps)
+    steps = args.steps
     engines = [LayerRouteEngine(LayerRouteChat(model=args.model, adapter=None, routing=False, dtype=dtype,
                                                device=args.device), name=dtype, label=dtype)
                for dtype in args.dtypes]

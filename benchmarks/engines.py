@@ -324,9 +324,15 @@ def llama_cpp_failure(gguf_path: Path, threads: int, timeout_s: float = 300.0) -
     if done.returncode == 0:
         return None
     if done.returncode < 0:
-        cause = f"it died with signal {signal.Signals(-done.returncode).name}"
+        try:
+            name = signal.Signals(-done.returncode).name
+        except ValueError:
+            name = str(-done.returncode)
+        cause = f"it died with signal {name}"
         if done.returncode == -signal.SIGILL:
             cause += " (the build uses an instruction this CPU lacks; rebuild with CMAKE_ARGS=\"-DGGML_NATIVE=OFF\")"
+        if done.stderr.strip():
+            cause += f"; its stderr ended: {done.stderr.strip()[-300:]}"
     else:
         cause = f"it exited with code {done.returncode}: {done.stderr.strip()[-300:]}"
     return f"llama.cpp failed a four-token test run in a child process: {cause}"

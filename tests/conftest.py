@@ -87,7 +87,6 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Pre
     return folder
 
 
-
 @pytest.fixture(scope="session")
 def tiny_adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An adapter folder that ``layerroute-train`` wrote after 3 steps on the tiny model."""
@@ -97,6 +96,7 @@ def tiny_adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory)
                        "--checkpoint-every", "2"])
     assert code == 0
     return output / "adapter"
+
 
 def script_replies(llm: object, pieces: list[str], monkeypatch: pytest.MonkeyPatch) -> dict:
     """Make ``llm``'s runtime reply with fixed text pieces; returns a dict that records the prompt and config.

@@ -24,14 +24,30 @@ def test_put_then_open_returns_reply(tmp_path: Path) -> None:
     assert reopened.get("live_simple_1-1-0") is None
 
 
-def test_other_key_starts_empty(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_other_key_starts_empty(tmp_path: Path) -> None:
     path = tmp_path / "answers.json"
     BaseAnswers.open(path, KEY).put("item", {"calls": [], "invalid": 1})
     other = answer_key("some/model", "bfloat16", 128)
-    with caplog.at_level(logging.WARNING):
-        reopened = BaseAnswers.open(path, other)
-    assert reopened.get("item") is None
-    assert "generating them again" in caplog.text
+    assert BaseAnswers.open(path, other).get("item") is None
+
+
+def test_two_keys_share_file(tmp_path: Path) -> None:
+    path = tmp_path / "answers.json"
+    other = answer_key("some/model", "float32", 96)
+    BaseAnswers.open(path, KEY).put("item", "first")
+    BaseAnswers.open(path, other).put("item", "second")
+    assert BaseAnswers.open(path, KEY).get("item") == "first"
+    assert BaseAnswers.open(path, other).get("item") == "second"
+
+
+def test_unjsonable_value_stores_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "answers.json"
+    answers = BaseAnswers.open(path, KEY)
+    with pytest.raises(TypeError):
+        answers.put("item", {1, 2})
+    answers.put("other", "fine")
+    assert answers.get("item") is None
+    assert list(tmp_path.iterdir()) == [path]
 
 
 def test_unreadable_file_starts_empty(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -41,7 +57,7 @@ def test_unreadable_file_starts_empty(tmp_path: Path, caplog: pytest.LogCaptureF
         answers = BaseAnswers.open(path, KEY)
     assert answers.get("item") is None
     answers.put("item", "a reply")
-    assert json.loads(path.read_text())["key"] == KEY
+    assert list(json.loads(path.read_text())["sections"].values()) == [{"item": "a reply"}]
 
 
 @pytest.mark.parametrize("content", ["[1, 2]", '{"key": {}}', '{"key": {}, "replies": []}'])
@@ -63,7 +79,8 @@ def test_second_eval_reuses_base_replies(tiny_model_dir: Path, tmp_path: Path, m
     path = tmp_path / "base-answers.json"
     sizes = EvalSizes(per_mode=2, bfcl=2)
     first = evaluate(str(tiny_adapter), model=str(tiny_model_dir), sizes=sizes, dtype="float32", base_answers=path)
-    assert len(json.loads(path.read_text())["replies"]) == 4  # 2 live_simple + 2 irrelevance items
+    sections = json.loads(path.read_text())["sections"]
+    assert [len(replies) for replies in sections.values()] == [4]  # 2 live_simple + 2 irrelevance items
 
     generated = []
     original = evaluate_module._reply_calls

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -214,6 +215,12 @@ def test_dtype_compare_needs_two_dtypes() -> None:
         dtype_compare_main(["--dtypes", "bfloat16"])
 
 
-def test_dtype_compare_rejects_unknown_step(tiny_model_dir: Path) -> None:
-    with pytest.raises(ValueError, match="--steps must name quick steps among .*got 'tool_huge'"):
-        dtype_compare_main(["--model", str(tiny_model_dir), "--steps", "tool_huge"])
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--steps", "tool_huge"], "--steps must name quick steps among .*got 'tool_huge'"),
+    (["--dtypes", "bfloat16,fp32"], "not torch dtypes: \\['fp32'\\]"),
+    (["--dtypes", "bfloat16,bfloat16"], "at least two different dtypes"),
+])
+def test_dtype_compare_rejects_bad_flags(flags: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        dtype_compare_main(flags)
+    assert re.search(message, capsys.readouterr().err)

@@ -87,9 +87,26 @@ def test_missing_answer_cuts_trace(caplog: pytest.LogCaptureFixture) -> None:
     assert skips["bfcl_multi_turn:no usable text answer after a turn's results (trace cut there)"] == 1
 
 
-def test_max_tools_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="max_tools must be >= 1, got 0"):
-        load_bfcl_multi_turn(_fixed_answer, max_tools=0)
+def test_loader_rejects_bad_sizes() -> None:
+    with pytest.raises(ValueError, match="limit must be None or >= 1, got -1; max_turns must be None or >= 1, "
+                                         "got 0; max_tools must be >= 1, got 0"):
+        load_bfcl_multi_turn(_fixed_answer, limit=-1, max_turns=0, max_tools=0)
+
+
+def test_blank_answer_cuts_trace() -> None:
+    examples = load_bfcl_multi_turn(lambda messages, tools: "  ", limit=1, max_turns=2)
+    assert {example.mode for example in examples} == {"tool_call"}
+
+
+def test_answer_function_gets_copies() -> None:
+    def meddling(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> str:
+        messages[0]["content"] = "changed"
+        tools.clear()
+        return ANSWER
+
+    examples = load_bfcl_multi_turn(meddling, limit=1, max_turns=1)
+    assert examples[0].messages[0]["content"] != "changed"
+    assert examples[-1].tools
 
 
 TOOLS = [{"type": "function", "function": {"name": "cd", "description": "", "parameters": {"type": "object"}}}]
@@ -102,6 +119,7 @@ TOOLS = [{"type": "function", "function": {"name": "cd", "description": "", "par
     ({"text": "  ", "finish_reason": "stop"}, None),
     ({"text": '{"current_directory_content": ["workspace"]}', "finish_reason": "stop"}, None),
     ({"text": '{"result": "moved"}\n{"result": "copied"}', "finish_reason": "stop"}, None),
+    ({"text": '```json\n{"result": "moved"}\n```', "finish_reason": "stop"}, None),
 ])
 def test_usable_answer_cases(reply: dict, expected: str | None) -> None:
     assert usable_answer(reply, TOOLS) == expected
@@ -123,7 +141,8 @@ def test_answerer_generates_once(tiny_model_dir: Path, tmp_path: Path, monkeypat
     again = base_model_answerer(runtime, BaseAnswers.open(path, answer_key("m", "float32", 8)), max_new_tokens=8)
     assert again(messages, TOOLS) == "Done."
     assert generated == [8]
-    assert json.loads(path.read_text())["replies"][step_id(messages, TOOLS)]["text"] == "Done."
+    (replies,) = json.loads(path.read_text())["sections"].values()
+    assert replies[step_id(messages, TOOLS)]["text"] == "Done."
 
 
 def test_answerer_runs_tiny_model(tiny_model_dir: Path) -> None:
@@ -144,6 +163,8 @@ def test_answerer_rejects_adapter_runtime(tiny_model_dir: Path, tiny_adapter: Pa
 
 def test_multi_turn_is_offline_source() -> None:
     assert _source_arguments(("bfcl", "bfcl_multi_turn")) == {"champ": False}
+    with pytest.raises(ValueError, match="Data source 'bfcl_multi_turn=yes' takes no location"):
+        _source_arguments(("bfcl_multi_turn=yes",))
 
 
 def test_default_answers_path_names_model_and_dtype(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -1,10 +1,13 @@
 """A JSON file of the base model's replies, so that later runs reuse them instead of generating them again.
 
-Data flow: (model, dtype, max_tokens, package version) -> a key stored in the file -> per item id, one
-JSON value: for BFCL evaluation items the parsed tool calls and the count of invalid calls, for replayed
-multi-turn tasks the reply text. The base model decodes greedily, so its replies depend only on that key
-and the item. A file whose key differs is ignored with a warning and overwritten, never mixed with new
-replies.
+Data flow: (model, dtype, device, max_tokens, package version) -> a key -> the file's section for that
+key -> per item id, one JSON value: for BFCL evaluation items the parsed tool calls and the count of
+invalid calls, for replayed multi-turn steps the reply text and why it ended. The base model decodes
+greedily, so a reply depends on that key and the item. One file holds a section per key, so training
+and ``layerroute-eval`` can share it without overwriting each other's replies.
+
+NOTE: the package version stays the same across commits of an editable install, so delete the file
+after changing prompt rendering or reply parsing.
 """
 
 from __future__ import annotations
@@ -28,18 +31,38 @@ def _package_version() -> str:
         return "unknown"
 
 
-def answer_key(model: str, dtype: str, max_tokens: int) -> dict[str, Any]:
+def answer_key(model: str, dtype: str, max_tokens: int, device: str = "cpu") -> dict[str, Any]:
     """Return what the base model's replies depend on besides the item.
 
     The package version is part of it because prompt rendering and call parsing may change between
-    versions.
+    versions; the device because greedy bf16 decoding can differ between CPU and CUDA.
     """
-    return {"model": model, "dtype": dtype, "max_tokens": max_tokens, "package_version": _package_version()}
+    return {"model": model, "dtype": dtype, "device": device, "max_tokens": max_tokens,
+            "package_version": _package_version()}
+
+
+def _section_name(key: dict[str, Any]) -> str:
+    return json.dumps(key, sort_keys=True)
+
+
+def _read_sections(path: Path) -> dict[str, Any]:
+    """Return the file's sections; an unreadable file or one of another layout gives none (with a warning)."""
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        logger.warning("Failed to read the base-model replies at %s (%s); generating them again", path, err)
+        return {}
+    sections = stored.get("sections") if isinstance(stored, dict) else None
+    if not isinstance(sections, dict) or not all(isinstance(replies, dict) for replies in sections.values()):
+        logger.warning("Base-model replies at %s are not a {'sections': {key: replies}} object; generating them "
+                       "again", path)
+        return {}
+    return sections
 
 
 @dataclass
 class BaseAnswers:
-    """The base model's BFCL replies by item id, read from and written back to ``path``.
+    """The base model's replies by item id for one key, read from and written back to ``path``.
 
     With ``path=None`` nothing is read or written and every lookup misses.
     """
@@ -53,38 +76,39 @@ class BaseAnswers:
 
     @classmethod
     def open(cls, path: Path | None, key: dict[str, Any]) -> BaseAnswers:
-        """Read the replies stored at ``path`` when they were generated with ``key``, else start empty."""
+        """Read the replies stored at ``path`` under ``key``, or start empty."""
         if path is None or not path.exists():
             return cls(path, key)
-        try:
-            stored = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            logger.warning("Failed to read the base-model replies at %s (%s); generating them again", path, err)
-            return cls(path, key)
-        if not isinstance(stored, dict) or not isinstance(stored.get("replies"), dict):
-            logger.warning("Base-model replies at %s are not a {'key', 'replies'} object; generating them again", path)
-            return cls(path, key)
-        if stored.get("key") != key:
-            logger.warning("Base-model replies at %s were generated with %s, not %s; generating them again",
-                           path, stored.get("key"), key)
-            return cls(path, key)
-        logger.info("Reusing %d base-model replies from %s", len(stored["replies"]), path)
-        return cls(path, key, dict(stored["replies"]))
+        replies = _read_sections(path).get(_section_name(key), {})
+        logger.info("Reusing %d base-model replies from %s", len(replies), path)
+        return cls(path, key, dict(replies))
 
     def get(self, item_id: str) -> Any | None:
         """Return the value stored for ``item_id``, or ``None``."""
         return self.replies.get(item_id)
 
     def put(self, item_id: str, value: Any) -> None:
-        """Store one JSON value and write the file (atomically, so a killed run leaves the previous file)."""
+        """Store one JSON value and write the file (atomically, so a killed run leaves the previous file).
+
+        Raises:
+            TypeError: when ``value`` cannot be written as JSON; nothing is stored then.
+        """
+        json.dumps(value)
         self.replies[item_id] = value
         if self.path is None:
             return
+        sections = _read_sections(self.path) if self.path.exists() else {}
+        sections[_section_name(self.key)] = self.replies
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"key": self.key, "replies": self.replies}, indent=1)
-        with tempfile.NamedTemporaryFile("w", dir=self.path.parent, delete=False, suffix=".tmp") as handle:
-            handle.write(text)
-        os.replace(handle.name, self.path)
+        handle = tempfile.NamedTemporaryFile("w", dir=self.path.parent, delete=False, suffix=".tmp")
+        try:
+            with handle:
+                json.dump({"sections": sections}, handle, indent=1)
+            os.chmod(handle.name, 0o644)
+            os.replace(handle.name, self.path)
+        except BaseException:
+            Path(handle.name).unlink(missing_ok=True)
+            raise
 
 
 __all__ = ["BaseAnswers", "answer_key"]

@@ -127,7 +127,8 @@ class LossParts:
 
 def routed_loss(out: TrainOutput, batch: Batch, teacher_logits: torch.Tensor | None = None,
                 distill_weight: float = 0.0, ce_weight: float = 1.0) -> LossParts:
-    """``ce_weight`` x CE on target tokens + ``distill_weight`` x KL from the teacher (when given) + :func:`gate_budget`.
+    """Return ``ce_weight`` x CE on target tokens + ``distill_weight`` x KL from the teacher (when given)
+    + :func:`gate_budget`.
 
     ``ce`` in the result is the unweighted cross-entropy, for logging.
     """

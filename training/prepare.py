@@ -40,8 +40,10 @@ def _source_arguments(sources: tuple[str, ...]) -> dict[str, object]:
         arguments["bfcl_categories"] = ()
     for source in sources:
         name, _, location = source.partition("=")
-        if name in _OFFLINE_SOURCES:
+        if name in _OFFLINE_SOURCES and not location:
             continue
+        if name in _OFFLINE_SOURCES:
+            raise ValueError(f"Data source {source!r} takes no location; write {name!r} alone")
         if name not in _FILE_SOURCES or not location:
             raise ValueError(f"Unknown data source {source!r}; use {', '.join(_OFFLINE_SOURCES)}, or "
                              f"NAME=PATH_OR_HUB_ID with NAME in {list(_FILE_SOURCES)}")
@@ -60,7 +62,8 @@ def base_answers_path(config: TrainConfig) -> Path:
 def _multi_turn_answerer(config: TrainConfig) -> AnswerTurn:
     # A runtime without an adapter is the base model. The training model cannot serve: its LoRA changes.
     runtime = get_runtime(config.model, None, config.dtype, config.device)
-    answers = BaseAnswers.open(base_answers_path(config), answer_key(config.model, config.dtype, ANSWER_MAX_TOKENS))
+    key = answer_key(config.model, config.dtype, ANSWER_MAX_TOKENS, config.device)
+    answers = BaseAnswers.open(base_answers_path(config), key)
     return base_model_answerer(runtime, answers, ANSWER_MAX_TOKENS)
 
 

@@ -61,8 +61,10 @@ def _is_json(text: str) -> bool:
 def usable_answer(reply: dict[str, str], tools: list[dict[str, Any]]) -> str | None:
     """Return the reply text if it can be a text-answer target, else ``None``.
 
-    Rejected: a reply cut off at the token limit, one with a tool call, and one that is a JSON value,
-    which small models write when they echo a tool result instead of answering.
+    Rejected: a reply cut off at the token limit, one with a tool call, and one that is a JSON value or
+    opens with ``{``, ``[`` or a code fence, which small models write when they echo a tool result
+    instead of answering. Bare JSON scalars such as ``42`` are rejected too: an answer to a user is a
+    sentence.
     """
     if reply["finish_reason"] != "stop":
         return None
@@ -70,7 +72,7 @@ def usable_answer(reply: dict[str, str], tools: list[dict[str, Any]]) -> str | N
     if parsed.tool_calls or parsed.invalid_tool_calls:
         return None
     text = parsed.content.strip()
-    if not text or _is_json(text) or text.startswith(("{", "[")):
+    if not text or _is_json(text) or text.startswith(("{", "[", "```")):
         return None
     return text
 

@@ -161,8 +161,8 @@ def _replay(task: dict[str, Any], turn_calls: list[list[str]], answer_turn: Answ
             name, arguments, result = _run_call(apis, text)
             messages.append(assistant_message("", [(name, arguments)]))
             messages.append({"role": "tool", "content": result})
-        answer = answer_turn(list(messages), tools)
-        if answer is None:
+        answer = answer_turn(copy.deepcopy(messages), copy.deepcopy(tools))
+        if answer is None or not answer.strip():
             # The calls of this turn stay; the turns after it would need this answer in their history.
             skips.add("bfcl_multi_turn:no usable text answer after a turn's results (trace cut there)", task["id"])
             break
@@ -192,8 +192,12 @@ def load_bfcl_multi_turn(answer_turn: AnswerTurn, *, limit: int | None = None, m
             Qwen2.5's chat template, so train with ``max_length`` near 1,024 to keep most of them.
         skips: counter for rejected tasks; a fresh one is created (and its counts logged) when ``None``.
     """
+    sizes = (("limit", limit), ("max_turns", max_turns))
+    problems = [f"{name} must be None or >= 1, got {value}" for name, value in sizes if value is not None and value < 1]
     if max_tools < 1:
-        raise ValueError(f"max_tools must be >= 1, got {max_tools}")
+        problems.append(f"max_tools must be >= 1, got {max_tools}")
+    if problems:
+        raise ValueError("Invalid load_bfcl_multi_turn arguments: " + "; ".join(problems))
     counter = counter_or_new(skips)
     answers = _ground_truth(max_turns)
     path = bfcl_data_file(MULTI_TURN_CATEGORY)
@@ -211,7 +215,8 @@ def load_bfcl_multi_turn(answer_turn: AnswerTurn, *, limit: int | None = None, m
             counter.add(f"bfcl_multi_turn:{error}", task["id"])
             continue
         examples += step_examples(messages, tools, f"bfcl:{MULTI_TURN_CATEGORY}", task["id"], counter)
-    logger.info("loaded %d examples from %d BFCL multi-turn tasks", len(examples), len(tasks))
+    logger.info("loaded %d examples from %d BFCL multi-turn tasks (%d skipped)", len(examples), len(tasks),
+                sum(count for reason, count in counter.items() if reason.startswith("bfcl_multi_turn:")))
     if examples and not any(example.mode == "planning" for example in examples):
         logger.warning("No replayed BFCL turn got a usable text answer, so these examples show only calls after "
                        "tool results; trained on alone, they teach a model to call again instead of answering")
