@@ -3,7 +3,7 @@
 Data flow: (model, dtype, device, max_tokens, package version) -> a key -> the file's section for that
 key -> per item id, one JSON value: for BFCL evaluation items the parsed tool calls and the count of
 invalid calls, for replayed multi-turn steps the reply text and why it ended. The base model decodes
-greedily, so a reply depends on that key and the item. One file holds a section per key, so training
+greedily, so a reply depends on that key and the item. One file contains a section per key, so training
 and ``layerroute-eval`` can share it without overwriting each other's replies.
 
 NOTE: the package version stays the same across commits of an editable install, so delete the file
@@ -35,7 +35,7 @@ def answer_key(model: str, dtype: str, max_tokens: int, device: str = "cpu") -> 
     """Return what the base model's replies depend on besides the item.
 
     The package version is part of it because prompt rendering and call parsing may change between
-    versions; the device because greedy bf16 decoding can differ between CPU and CUDA.
+    versions. The device is part of it because greedy bf16 decoding can differ between CPU and CUDA.
     """
     return {"model": model, "dtype": dtype, "device": device, "max_tokens": max_tokens,
             "package_version": _package_version()}
