@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,8 @@ from typing import Any
 import torch
 
 from benchmarks.agent_steps import AgentStep, agent_steps
-from benchmarks.engines import LayerRouteEngine, Measurement, normalised_step_seconds
-from benchmarks.latency_summary import run_rounds
+from benchmarks.engines import LayerRouteEngine
+from benchmarks.latency_summary import StepSummary, run_rounds, summarise
 from layerroute_agent import LayerRouteChat
 from layerroute_agent.loading import DEFAULT_MODEL
 
@@ -59,41 +58,36 @@ def _chosen_steps(names: str | None) -> list[AgentStep]:
     if names is None:
         return steps
     by_name = {step.name: step for step in steps}
-    wanted = [name.strip() for name in names.split(",") if name.strip()]
-    unknown = [name for name in wanted if name not in by_name]
-    if unknown or not wanted:
+    requested = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = [name for name in requested if name not in by_name]
+    if unknown or not requested:
         raise ValueError(f"--steps must name quick steps among {sorted(by_name)}, got {names!r}")
-    return [by_name[name] for name in wanted]
+    return [by_name[name] for name in requested]
 
 
-def _median_row(measurements: list[Measurement], new_tokens: int) -> dict[str, float]:
-    decode_rates = [m.decode_calls / m.decode_seconds for m in measurements if m.decode_seconds > 0]
-    # The dtypes may end their replies at different tokens, so every step is brought to new_tokens tokens.
-    step_seconds = [normalised_step_seconds(m, new_tokens) for m in measurements]
-    known = [seconds for seconds in step_seconds if seconds is not None]
-    return {
-        "prefill_seconds": statistics.median(m.prefill_seconds for m in measurements),
-        "decode_tokens_per_second": statistics.median(decode_rates) if decode_rates else float("nan"),
-        "step_seconds": statistics.median(known) if known else float("nan"),
-    }
-
-
-def summarise_by_dtype(measurements: Sequence[Measurement], dtypes: Sequence[str],
-                       new_tokens: dict[str, int]) -> dict[str, Any]:
+def summarise_by_dtype(summaries: Sequence[StepSummary], dtypes: Sequence[str]) -> dict[str, Any]:
     """Return ``{step: {dtype: medians, ...}}`` with each dtype's ``step_time_ratio`` to the first dtype.
 
-    ``new_tokens`` maps each step name to the tokens its step time is normalised to.
+    ``summaries`` come from :func:`benchmarks.latency_summary.summarise`, whose step seconds are normalised to
+    each step's token count, because the dtypes may end their replies at different tokens.
     """
+    by_key = {(summary.step, summary.engine): summary for summary in summaries}
     steps: dict[str, Any] = {}
-    for step in dict.fromkeys(m.step for m in measurements):
-        rows = {dtype: _median_row([m for m in measurements if m.step == step and m.engine == dtype],
-                                   new_tokens[step])
+    for step in dict.fromkeys(summary.step for summary in summaries):
+        rows = {dtype: {"prefill_seconds": by_key[step, dtype].prefill_seconds,
+                        "decode_tokens_per_second": by_key[step, dtype].decode_tokens_per_second,
+                        "step_seconds": by_key[step, dtype].step_seconds}
                 for dtype in dtypes}
         reference = rows[dtypes[0]]["step_seconds"]
         for row in rows.values():
-            row["step_time_ratio"] = row["step_seconds"] / reference
+            known = row["step_seconds"] is not None and reference
+            row["step_time_ratio"] = row["step_seconds"] / reference if known else None
         steps[step] = rows
     return steps
+
+
+def _cell(value: float | None, width: int, decimals: int) -> str:
+    return f"{value:{width}.{decimals}f}" if value is not None else "-".rjust(width)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -106,12 +100,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     measurements = run_rounds(engines, steps, args.rounds, args.warmup,
                               on_measurement=lambda m: print(f"  round {m.round_index} {m.step:<14} {m.engine:<9}"
                                                              f" {m.step_seconds:6.2f} s", flush=True))
-    summary = summarise_by_dtype(measurements, args.dtypes, {step.name: step.new_tokens for step in steps})
+    summaries = summarise(measurements, steps, engines[0].llm.runtime.counter)
+    summary = summarise_by_dtype(summaries, args.dtypes)
     print(f"\n{'step':<14} {'dtype':<9} {'prefill s':>9} {'decode tok/s':>12} {'step s':>7} {'ratio':>6}")
     for step, rows in summary.items():
         for dtype, row in rows.items():
-            print(f"{step:<14} {dtype:<9} {row['prefill_seconds']:9.3f} {row['decode_tokens_per_second']:12.1f}"
-                  f" {row['step_seconds']:7.3f} {row['step_time_ratio']:6.2f}")
+            print(f"{step:<14} {dtype:<9} {_cell(row['prefill_seconds'], 9, 3)} "
+                  f"{_cell(row['decode_tokens_per_second'], 12, 1)} {_cell(row['step_seconds'], 7, 3)} "
+                  f"{_cell(row['step_time_ratio'], 6, 2)}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"model": args.model, "device": args.device, "dtypes": args.dtypes,

@@ -190,7 +190,9 @@ def test_dtype_summary_ratios_to_first() -> None:
         _measurement(engine="float32", step="tool_short", step_seconds=6.0),
         _measurement(engine="float32", step="tool_short", step_seconds=8.0),
     ]
-    summary = summarise_by_dtype(measurements, ["bfloat16", "float32"], {"tool_short": 8})
+    steps = [AgentStep("tool_short", "tool_call", [HumanMessage("What is the weather in Paris?")], 8, [WEATHER])]
+    counter = FlopsCounter(ModelShape.from_config(tiny_qwen2().config))
+    summary = summarise_by_dtype(summarise(measurements, steps, counter), ["bfloat16", "float32"])
     assert summary["tool_short"]["bfloat16"]["step_seconds"] == pytest.approx(3.0)
     assert summary["tool_short"]["bfloat16"]["step_time_ratio"] == pytest.approx(1.0)
     assert summary["tool_short"]["float32"]["step_time_ratio"] == pytest.approx(7.0 / 3.0)

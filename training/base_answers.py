@@ -73,15 +73,18 @@ class BaseAnswers:
     """Generation settings of the replies (see :func:`answer_key`)."""
     replies: dict[str, Any] = field(default_factory=dict)
     """Item id -> the stored JSON value."""
+    other_sections: dict[str, Any] = field(default_factory=dict)
+    """The file's sections for other keys, written back unchanged."""
 
     @classmethod
     def open(cls, path: Path | None, key: dict[str, Any]) -> BaseAnswers:
         """Read the replies stored at ``path`` under ``key``, or start empty."""
         if path is None or not path.exists():
             return cls(path, key)
-        replies = _read_sections(path).get(_section_name(key), {})
+        sections = _read_sections(path)
+        replies = sections.pop(_section_name(key), {})
         logger.info("Reusing %d base-model replies from %s", len(replies), path)
-        return cls(path, key, dict(replies))
+        return cls(path, key, dict(replies), sections)
 
     def get(self, item_id: str) -> Any | None:
         """Return the value stored for ``item_id``, or ``None``."""
@@ -97,8 +100,7 @@ class BaseAnswers:
         self.replies[item_id] = value
         if self.path is None:
             return
-        sections = _read_sections(self.path) if self.path.exists() else {}
-        sections[_section_name(self.key)] = self.replies
+        sections = {**self.other_sections, _section_name(self.key): self.replies}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = tempfile.NamedTemporaryFile("w", dir=self.path.parent, delete=False, suffix=".tmp")
         try:

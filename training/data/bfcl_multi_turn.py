@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import importlib
 import inspect
 import json
@@ -84,15 +85,17 @@ def _short_description(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "description": own} if mark else doc
 
 
+@functools.lru_cache(maxsize=len(_API_MODULES))
+def _api_function_docs(api_name: str) -> tuple[dict[str, Any], ...]:
+    path = distribution_file("bfcl-eval", f"bfcl_eval/data/multi_turn_func_doc/{_API_MODULES[api_name]}.json")
+    with path.open(encoding="utf-8") as handle:
+        return tuple(_short_description(json.loads(line)) for line in handle if line.strip())
+
+
 def _function_docs(task: dict[str, Any]) -> list[dict[str, Any]]:
     excluded = set(task.get("excluded_function", []))
-    docs = []
-    for name in task["involved_classes"]:
-        path = distribution_file("bfcl-eval", f"bfcl_eval/data/multi_turn_func_doc/{_API_MODULES[name]}.json")
-        with path.open(encoding="utf-8") as handle:
-            rows = [json.loads(line) for line in handle if line.strip()]
-        docs += [_short_description(doc) for doc in rows if doc["name"] not in excluded]
-    return docs
+    return [copy.deepcopy(doc) for name in task["involved_classes"] for doc in _api_function_docs(name)
+            if doc["name"] not in excluded]
 
 
 def parse_ground_truth_call(text: str) -> tuple[str, list[Any], dict[str, Any]]:
