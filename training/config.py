@@ -10,6 +10,9 @@ from typing import Any
 from layerroute_agent.loading import DEFAULT_MODEL
 from training.data.render import CALL_FORMATS
 
+MULTI_TURN_ANSWERS = ("template", "base")
+"""Values of :attr:`TrainConfig.multi_turn_answers`."""
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -80,10 +83,15 @@ class TrainConfig:
     sources: tuple[str, ...] = ("bfcl", "champ")
     """Data sources. ``bfcl``, ``champ`` and ``bfcl_multi_turn`` work offline. Local files are given as
     ``hermes=PATH``, ``glaive=PATH``, ``gsm8k=PATH`` or ``turing=PATH``, with a hub id in place of PATH when the
-    hub is reachable. ``bfcl_multi_turn`` replays BFCL's multi-turn tasks, and the base model writes the
-    replies after their tool results (see ``base_answers``)."""
+    hub is reachable. ``bfcl_multi_turn`` replays BFCL's multi-turn tasks against their simulated APIs (see
+    ``multi_turn_answers``)."""
+    multi_turn_answers: str = "template"
+    """Source of the text reply after a replayed turn's tool results. ``template`` writes one synthetic
+    sentence per call from its real result (:mod:`training.data.result_answers`). ``base`` takes the base
+    model's own greedy reply and keeps it in ``base_answers``, but the offline 0.5B model writes a usable
+    one for few turns."""
     base_answers: str | None = None
-    """JSON file that keeps the base model's replies to replayed multi-turn steps, so that later runs and
+    """JSON file that keeps the base model's replies to replayed multi-turn steps (``multi_turn_answers="base"``), so that later runs and
     ``layerroute-eval`` reuse them. ``None`` (default): ``base-answers-<model>-<dtype>.json`` in the
     package's cache folder (``$LAYERROUTE_CACHE`` or ``~/.cache/layerroute_agent``)."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -117,6 +125,8 @@ class TrainConfig:
             "ce_weight and distill_weight are both 0, so no loss trains LoRA; set either above 0",
             "" if 0 <= self.planning_tools_share <= 1 else
             f"planning_tools_share must be in [0, 1], got {self.planning_tools_share}",
+            "" if self.multi_turn_answers in MULTI_TURN_ANSWERS else
+            f"multi_turn_answers must be one of {list(MULTI_TURN_ANSWERS)}, got {self.multi_turn_answers!r}",
             "" if self.pooling in ("mean", "last") else f"pooling must be 'mean' or 'last', got {self.pooling!r}",
             "" if self.call_format in CALL_FORMATS else
             f"call_format must be one of {list(CALL_FORMATS)}, got {self.call_format!r}",
@@ -159,4 +169,4 @@ def _positive(name: str, value: int, minimum: int = 1) -> str:
     return "" if isinstance(value, int) and value >= minimum else f"{name} must be an integer >= {minimum}, got {value!r}"
 
 
-__all__ = ["TrainConfig"]
+__all__ = ["MULTI_TURN_ANSWERS", "TrainConfig"]

@@ -22,6 +22,7 @@ from training.data import (
     render_examples,
     split_examples,
 )
+from training.data.result_answers import template_answer
 from training.self_answers import base_model_answerer
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ def base_answers_path(config: TrainConfig) -> Path:
 
 
 def _multi_turn_answerer(config: TrainConfig) -> AnswerTurn:
+    if config.multi_turn_answers == "template":
+        return template_answer
     # A runtime without an adapter is the base model. The training model cannot serve: its LoRA changes.
     runtime = get_runtime(config.model, None, config.dtype, config.device)
     key = answer_key(config.model, config.dtype, ANSWER_MAX_TOKENS, config.device)
@@ -71,8 +74,9 @@ def prepare_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase
                  ) -> tuple[list[RenderedExample], list[RenderedExample]]:
     """Return ``(train, held_out)`` rendered examples; skipped rows are counted and logged by reason.
 
-    With the ``bfcl_multi_turn`` source this loads the base model a second time and generates the replies
-    that :func:`base_answers_path` does not hold yet (several seconds each on a CPU).
+    With the ``bfcl_multi_turn`` source and ``multi_turn_answers="base"`` this loads the base model a second
+    time and generates the replies that :func:`base_answers_path` does not hold yet (several seconds each on
+    a CPU).
     """
     skips = SkipCounter()
     multi_turn = _multi_turn_answerer(config) if "bfcl_multi_turn" in config.sources else None

@@ -8,8 +8,9 @@ Call replies are ``tool_call`` examples; the replies after the results are ``pla
 
 Those replies after the results are what single-turn data lacks: a step that has its tool results and
 must answer in text instead of calling again. BFCL gives no reference text for them, so the caller
-supplies ``answer_turn``; training uses the base model's own greedy reply (self-distillation), so the
-routed model learns to keep the base model's behaviour there.
+supplies ``answer_turn``: training uses a template reply written from the turn's real results
+(:func:`training.data.result_answers.template_answer`) by default, or the base model's own greedy reply
+(:func:`training.self_answers.base_model_answerer`).
 
 The APIs are the pure-Python classes in ``bfcl_eval.eval_checker.multi_turn_eval.func_source_code``
 (bfcl-eval 2026.3.23); they need no network. Only this module imports from ``bfcl_eval``.
