@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import random
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,9 +57,26 @@ class EvalSizes:
         return cls(per_mode=30, bfcl=20)
 
 
+@dataclass(frozen=True)
+class ExampleScore:
+    """What one held-out example measured."""
+
+    saved: float
+    """Share of the step's FLOPs not executed."""
+    skipped: float
+    """Share of the blocks skipped."""
+    pattern: torch.Tensor
+    """1.0 for each skipped block, 0.0 for each block run."""
+    nll_base: float
+    """Summed negative log-likelihood of the target tokens under the base model."""
+    nll_routed: float
+    """The same under the routed model with LoRA."""
+    tokens: int
+
+
 @dataclass
 class ModeTotals:
-    """Running sums for one mode."""
+    """Running sums for one mode, or for one source within a mode."""
 
     saved: list[float] = field(default_factory=list)
     skipped: list[float] = field(default_factory=list)
@@ -67,8 +85,17 @@ class ModeTotals:
     nll_routed: float = 0.0
     tokens: int = 0
 
+    def add(self, score: ExampleScore) -> None:
+        """Add one example's score."""
+        self.saved.append(score.saved)
+        self.skipped.append(score.skipped)
+        self.pattern.append(score.pattern)
+        self.nll_base += score.nll_base
+        self.nll_routed += score.nll_routed
+        self.tokens += score.tokens
+
     def summary(self) -> dict[str, Any]:
-        """Return the mode's JSON block."""
+        """Return the JSON block of these examples."""
         n = len(self.saved)
         return {
             "flops_saved_share": sum(self.saved) / n if n else None,
@@ -86,33 +113,39 @@ def _sample(items: Sequence[Any], count: int, seed: int) -> list[Any]:
 
 
 @torch.inference_mode()
-def _score_example(example: RenderedExample, base: RoutedRuntime, routed: RoutedRuntime, totals: ModeTotals) -> None:
+def _score_example(example: RenderedExample, base: RoutedRuntime, routed: RoutedRuntime) -> ExampleScore:
     batch = collate([example], {m: 0.0 for m in MODES}, pad_id=0, device=torch.device("cpu"))
     target_tokens = int(batch.target_mask[:, 1:].sum())
     base_logits = base.routed.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
     out = routed.routed.forward_train(batch.input_ids, batch.attention_mask, batch.prompt_mask)
-    totals.nll_base += float(target_cross_entropy(base_logits, batch)) * target_tokens
-    totals.nll_routed += float(target_cross_entropy(out.logits, batch)) * target_tokens
     run = out.gates[0] > 0.5  # (L,)
     blocks_run, blocks = int(run.sum()), run.numel()
     prompt, decoded = example.prompt_length, len(example.input_ids) - example.prompt_length - 1
     executed = routed.counter.step(prompt, decoded, blocks_run, routers_evaluated=routed.routed.num_routed_blocks)
     full = routed.full_counter.step(prompt, decoded, blocks, 0)
-    totals.saved.append(1.0 - executed / full)
-    totals.skipped.append(1.0 - blocks_run / blocks)
-    totals.pattern.append((~run).float())
-    totals.tokens += target_tokens
+    return ExampleScore(
+        saved=1.0 - executed / full,
+        skipped=1.0 - blocks_run / blocks,
+        pattern=(~run).float(),
+        nll_base=float(target_cross_entropy(base_logits, batch)) * target_tokens,
+        nll_routed=float(target_cross_entropy(out.logits, batch)) * target_tokens,
+        tokens=target_tokens,
+    )
 
 
 def _held_out_metrics(held_out: list[RenderedExample], base: RoutedRuntime, routed: RoutedRuntime, per_mode: int,
                       seed: int) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    """Score a sample of each mode's held-out examples; each mode's block also has ``by_source``."""
     modes, pattern = {}, {}
     for mode in MODES:
         examples = _sample([e for e in held_out if e.mode == mode], per_mode, seed)
-        totals = ModeTotals()
+        totals, by_source = ModeTotals(), defaultdict(ModeTotals)
         for example in tqdm(examples, desc=f"held-out {mode}"):
-            _score_example(example, base, routed, totals)
-        modes[mode] = totals.summary()
+            score = _score_example(example, base, routed)
+            totals.add(score)
+            by_source[example.source].add(score)
+        modes[mode] = {**totals.summary(),
+                       "by_source": {source: by_source[source].summary() for source in sorted(by_source)}}
         pattern[mode] = torch.stack(totals.pattern).mean(0).tolist() if totals.pattern else []
     return modes, pattern
 
