@@ -123,3 +123,28 @@ def test_target_checks_leave_out_missing_values() -> None:
 
     assert set(checks) == {"tool_call_flops_saved", "tool_call_ppl_delta", "planning_ppl_delta"}
     assert checks["tool_call_flops_saved"]["target"] == ">= 0.1525"
+
+
+def test_export_checkpoint_matches_final_adapter(tiny_adapter: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from training.export import main as export_main
+
+    checkpoint = tiny_adapter.parent / "checkpoints" / "step-000003"
+    assert export_main([str(checkpoint), str(tmp_path / "exported")]) == 0
+    names = sorted(path.name for path in tiny_adapter.glob("*.safetensors"))
+    assert names
+    for name in names:
+        final, exported = load_file(str(tiny_adapter / name)), load_file(str(tmp_path / "exported" / name))
+        assert final.keys() == exported.keys()
+        for key in final:
+            assert torch.equal(final[key], exported[key]), key
+    stored = json.loads((tmp_path / "exported" / "adapter_config.json").read_text())
+    assert stored["extra"]["train_config"]["steps"] == 3
+
+
+def test_export_rejects_incomplete_checkpoint(tmp_path: Path) -> None:
+    from training.export import export_checkpoint
+
+    with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
+        export_checkpoint(tmp_path, tmp_path / "out")

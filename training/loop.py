@@ -203,16 +203,26 @@ def _skip_rates(out: TrainOutput, modes: list[str]) -> dict[str, float]:
     return rates
 
 
-def _resume(root: Path, routed: RoutedCausalLM, optimizer: torch.optim.Optimizer) -> int:
-    checkpoint = latest_checkpoint(root)
-    if checkpoint is None:
-        return 0
-    step, weights, _ = load_checkpoint(checkpoint, optimizer)
+def load_trainable(routed: RoutedCausalLM, weights: dict[str, torch.Tensor], checkpoint: Path) -> None:
+    """Copy a checkpoint's router and LoRA weights into ``routed``.
+
+    Raises:
+        RuntimeError: when the checkpoint lacks one of ``routed``'s trainable weights, so it was written
+            by a run of another configuration.
+    """
     missing = set(trainable_state(routed)) - set(weights)
     if missing:
         raise RuntimeError(f"Checkpoint {checkpoint} lacks trainable weights {sorted(missing)[:3]}; "
                            "it belongs to another configuration. Use a new output_dir.")
     routed.load_state_dict(weights, strict=False)
+
+
+def _resume(root: Path, routed: RoutedCausalLM, optimizer: torch.optim.Optimizer) -> int:
+    checkpoint = latest_checkpoint(root)
+    if checkpoint is None:
+        return 0
+    step, weights, _ = load_checkpoint(checkpoint, optimizer)
+    load_trainable(routed, weights, checkpoint)
     logger.info("Resumed from %s (step %d)", checkpoint, step)
     return step
 
@@ -266,12 +276,13 @@ def train(config: TrainConfig, train_set: Sequence[Rendered], pad_id: int,
     accelerator.wait_for_everyone()
     folder = Path(config.output_dir) / "adapter"
     if accelerator.is_main_process:
-        _save_final(config, routed, folder)
+        save_final(config, routed, folder)
     accelerator.wait_for_everyone()
     return folder
 
 
-def _save_final(config: TrainConfig, routed: RoutedCausalLM, folder: Path) -> None:
+def save_final(config: TrainConfig, routed: RoutedCausalLM, folder: Path) -> None:
+    """Write ``routed``'s routers and LoRA as an adapter folder that stores ``config``."""
     identity = BaseModelIdentity.of(routed.model, name=config.model)
     lora = LoraSettings(rank=config.lora_rank, alpha=2.0 * config.lora_rank) if config.lora_rank else None
     save_adapter(folder, routed.model, routed.routers, identity, lora, extra={"train_config": asdict(config)})
@@ -279,5 +290,5 @@ def _save_final(config: TrainConfig, routed: RoutedCausalLM, folder: Path) -> No
 
 
 __all__ = ["Batch", "LossParts", "batch_indices", "build_routed_model", "collate", "distillation_kl", "gate_budget",
-           "routed_loss", "teacher_target_logits", "target_cross_entropy", "train",
-           "trainable_state"]
+           "load_trainable", "routed_loss", "save_final", "teacher_target_logits", "target_cross_entropy",
+           "train", "trainable_state"]
