@@ -167,6 +167,13 @@ def test_multi_turn_is_offline_source() -> None:
         _source_arguments(("bfcl_multi_turn=yes",))
 
 
+def test_bfcl_source_picks_categories() -> None:
+    arguments = _source_arguments(("bfcl=simple_python, multiple", "champ"))
+    assert arguments == {"champ": True, "bfcl_categories": ("simple_python", "multiple")}
+    with pytest.raises(ValueError, match="names no BFCL category"):
+        _source_arguments(("bfcl=",))
+
+
 def test_default_answers_path_names_model_and_dtype(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("LAYERROUTE_CACHE", str(tmp_path))
     path = base_answers_path(TrainConfig(model="offline:qwen2.5-coder-0.5b-instruct", dtype="bfloat16"))

@@ -81,7 +81,8 @@ class TrainConfig:
     Qwen2.5-Coder-0.5B writes on its own) or ``tagged`` (``<tool_call>`` blocks, the chat template's form).
     ``python -m training.call_format`` measures which opening the base model prefers."""
     sources: tuple[str, ...] = ("bfcl", "champ")
-    """Data sources. ``bfcl``, ``champ`` and ``bfcl_multi_turn`` work offline. Local files are given as
+    """Data sources. ``bfcl``, ``champ`` and ``bfcl_multi_turn`` work offline. ``bfcl=simple_python,multiple``
+    loads only the named BFCL training categories (the parallel ones put several calls in one reply). Local files are given as
     ``hermes=PATH``, ``glaive=PATH``, ``gsm8k=PATH`` or ``turing=PATH``, with a hub id in place of PATH when the
     hub is reachable. ``bfcl_multi_turn`` replays BFCL's multi-turn tasks against their simulated APIs (see
     ``multi_turn_answers``)."""

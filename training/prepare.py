@@ -40,11 +40,19 @@ def _source_arguments(sources: tuple[str, ...]) -> dict[str, object]:
     if "bfcl" not in sources:
         arguments["bfcl_categories"] = ()
     for source in sources:
-        name, _, location = source.partition("=")
+        name, separator, location = source.partition("=")
+        if name == "bfcl" and separator:
+            # bfcl=simple_python,multiple picks categories; load_bfcl rejects the held-out ones.
+            categories = tuple(part.strip() for part in location.split(",") if part.strip())
+            if not categories:
+                raise ValueError(f"Data source {source!r} names no BFCL category; write bfcl=simple_python,multiple")
+            arguments["bfcl_categories"] = categories
+            continue
         if name in _OFFLINE_SOURCES and not location:
             continue
         if name in _OFFLINE_SOURCES:
-            raise ValueError(f"Data source {source!r} takes no location; write {name!r} alone")
+            raise ValueError(f"Data source {source!r} takes no location; write {name!r} alone "
+                             "(only bfcl takes a value: bfcl=CATEGORY,CATEGORY)")
         if name not in _FILE_SOURCES or not location:
             raise ValueError(f"Unknown data source {source!r}; use {', '.join(_OFFLINE_SOURCES)}, or "
                              f"NAME=PATH_OR_HUB_ID with NAME in {list(_FILE_SOURCES)}")
