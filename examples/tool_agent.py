@@ -392,6 +392,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--adapter", default=DEFAULT_ADAPTER,
                         help="routing adapter: a folder, 'default' (the shipped adapter, if the package has one) "
                              "or 'none' (untrained routers that run every block) (default: %(default)s)")
+    parser.add_argument("--parallel-tool-calls", action="store_true",
+                        help="let one reply make several tool calls; by default a reply ends after its first "
+                             "complete call, as the system prompt asks (LayerRouteChat(parallel_tool_calls=False))")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the episode report as JSON to PATH")
     parser.add_argument("--csv", type=Path, metavar="PATH", help="write one CSV row per model call to PATH")
     parser.add_argument("--plot", type=Path, metavar="PATH",
@@ -421,7 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     driver = resolve_driver(args.driver)
     adapter = None if args.adapter.lower() == "none" else args.adapter
-    llm = LayerRouteChat(model=args.model, adapter=adapter, max_tokens=args.max_tokens)
+    llm = LayerRouteChat(model=args.model, adapter=adapter, max_tokens=args.max_tokens,
+                         parallel_tool_calls=args.parallel_tool_calls)
 
     print(f"Driver: {driver}", flush=True)
     run = DRIVERS[driver](llm, TOOLS, [args.task, *args.follow_up], args.max_steps)

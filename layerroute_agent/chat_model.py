@@ -44,6 +44,7 @@ from layerroute_agent.structured_output import (
 )
 from layerroute_agent.tool_calls import (
     ParsedReply,
+    first_call_end,
     parse_reply,
     streamable_text,
     to_template_messages,
@@ -51,7 +52,7 @@ from layerroute_agent.tool_calls import (
 
 _FIXED_CHOICES = ("auto", "none", "any", "required")
 _CALL_ARGUMENTS = {"tools", "tool_choice", "max_tokens", "temperature", "top_p", "seed", "model", "stream",
-                   "response_format", "ls_structured_output_format"}
+                   "response_format", "ls_structured_output_format", "parallel_tool_calls"}
 
 
 def _normalise_tool_choice(tool_choice: Any, names: list[str]) -> str | None:
@@ -198,6 +199,9 @@ class LayerRouteChat(BaseChatModel):
     """Nucleus sampling mass (default 1.0)."""
     stop: list[str] | None = Field(default=None, alias="stop_sequences")
     """Strings that end a reply (default none)."""
+    parallel_tool_calls: bool = True
+    """``False`` ends a reply at the end of its first complete tool call, so each step makes at most one call
+    and decodes no further. ``bind_tools(..., parallel_tool_calls=...)`` and a call's own argument override it."""
     seed: int | None = None
     """Seed of each call's own random generator when sampling (default none)."""
     timeout: float | None = None
@@ -217,7 +221,8 @@ class LayerRouteChat(BaseChatModel):
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_name": self.model_name, "adapter": self.adapter, "routing": self.routing, "dtype": self.dtype,
                 "device": self.device, "max_tokens": self.max_tokens, "temperature": self.temperature,
-                "top_p": self.top_p, "seed": self.seed, "stop": self.stop}
+                "top_p": self.top_p, "seed": self.seed, "stop": self.stop,
+                "parallel_tool_calls": self.parallel_tool_calls}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
         params = super()._get_ls_params(stop=stop, **kwargs)
@@ -253,10 +258,9 @@ class LayerRouteChat(BaseChatModel):
             tool_choice: ``auto`` (default), ``none`` (no tool is offered), ``any``/``required`` (the reply is
                 one call to a bound tool, its name constrained while decoding), or a tool name (the reply is
                 one call to that tool).
+            kwargs: call arguments to bind, such as ``parallel_tool_calls=False`` (at most one call per reply).
         """
-        # Replies under `auto` may contain several calls, and schemas are not enforced while decoding, so
-        # `parallel_tool_calls` and `strict` (accepted by other chat models) change nothing here.
-        kwargs.pop("parallel_tool_calls", None)
+        # Schemas are not enforced while decoding, so `strict` (accepted by other chat models) changes nothing here.
         kwargs.pop("strict", None)
         formatted = [convert_to_openai_tool(tool) for tool in tools]
         names = [tool["function"]["name"] for tool in formatted]
@@ -313,9 +317,12 @@ class LayerRouteChat(BaseChatModel):
         return llm | RunnableLambda(parse_with_raw)
 
     def _generation_config(self, stop: list[str] | None, kwargs: dict[str, Any],
-                           constraint: JsonReplyConstraint | None) -> GenerationConfig:
+                           constraint: JsonReplyConstraint | None, has_tools: bool) -> GenerationConfig:
+        # A constraint already makes the reply exactly one call (forced tool choice) or no call (JSON reply).
+        one_call = has_tools and constraint is None and not kwargs.get("parallel_tool_calls", self.parallel_tool_calls)
         return GenerationConfig(
             constraint=constraint,
+            end_after=first_call_end if one_call else None,
             max_new_tokens=_checked_max_tokens(kwargs.get("max_tokens"), self.max_tokens),
             temperature=kwargs.get("temperature", self.temperature),
             top_p=kwargs.get("top_p", self.top_p),
@@ -376,7 +383,7 @@ class LayerRouteChat(BaseChatModel):
         prefix, constraint = _forced_reply(choice, names, instruction is not None, runtime.tokenizer)
         route_all = not self.routing
         prompt_ids = self._prompt_ids(runtime, messages, tools, prefix)
-        config = self._generation_config(stop, kwargs, constraint)
+        config = self._generation_config(stop, kwargs, constraint, bool(tools))
         text, emitted, result = prefix, "", None
         for piece in runtime.run_step(prompt_ids, config, route_all):
             if isinstance(piece, GenerationResult):

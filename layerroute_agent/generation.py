@@ -9,7 +9,7 @@ limit. :func:`stream_tokens` yields each new piece of text as it is decoded, and
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -48,6 +48,10 @@ class GenerationConfig:
     until ``constraint.complete_length`` finds the reply complete, and the reply is cut at that length and
     ends there (finish ``"stop"``). Forced tool calls and JSON replies use this. ``max_new_tokens`` still
     bounds the reply."""
+    end_after: Callable[[str], int | None] | None = None
+    """Function called with the reply text after each token. When it returns a length, the reply is cut there and
+    ends (finish ``"stop"``). Unlike ``constraint`` it masks nothing, so the end-of-turn token may still end
+    the reply first. Replies limited to one tool call use this."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -216,6 +220,9 @@ def stream_tokens(routed: RoutedCausalLM, tokenizer: PreTrainedTokenizerBase, pr
         cut = _cut_at_stop(text, config.stop)
         if cut is None and config.constraint is not None:
             complete = config.constraint.complete_length(text)
+            cut = None if complete is None else text[:complete]
+        if cut is None and config.end_after is not None:
+            complete = config.end_after(text)
             cut = None if complete is None else text[:complete]
         if cut is not None:
             text, finish_reason = cut, "stop"

@@ -206,6 +206,29 @@ def parse_reply(text: str, tool_names: Sequence[str] | None = None) -> ParsedRep
     return bare if bare is not None else ParsedReply(content=stripped)
 
 
+def first_call_end(text: str) -> int | None:
+    """Return the length of ``text`` up to the end of its first complete tool call, or ``None`` while it has none.
+
+    A call is complete at its closing ``</tool_call>`` tag, at the closing fence of a fenced reply (the
+    whole fence, which may hold several calls), or where a bare JSON object that is shaped like a call
+    ends. A reply that opens with text, or with a JSON list, never completes here.
+    """
+    if CALL_OPEN in text:
+        close = text.find(CALL_CLOSE, text.index(CALL_OPEN))
+        return None if close < 0 else close + len(CALL_CLOSE)
+    start = len(text) - len(text.lstrip())
+    if text.startswith("```", start):
+        close = text.find("```", start + 3)
+        return None if close < 0 else close + 3
+    if not text.startswith("{", start):
+        return None
+    try:
+        value, end = json.JSONDecoder().raw_decode(text, start)
+    except json.JSONDecodeError:
+        return None
+    return end if _is_call_shaped(value, None) else None
+
+
 _CLOSED_CALL = re.compile(re.escape(CALL_OPEN) + r".*?" + re.escape(CALL_CLOSE), re.DOTALL)
 
 
@@ -229,4 +252,4 @@ def streamable_text(text: str) -> str:
     return visible.strip()
 
 
-__all__ = ["CALL_CLOSE", "CALL_OPEN", "ParsedReply", "parse_reply", "streamable_text", "to_template_messages"]
+__all__ = ["CALL_CLOSE", "CALL_OPEN", "ParsedReply", "first_call_end", "parse_reply", "streamable_text", "to_template_messages"]

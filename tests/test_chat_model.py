@@ -228,3 +228,22 @@ def test_episode_report_round_trips(llm: LayerRouteChat) -> None:
     llm.invoke("one")
     report = llm.compute_report()
     assert EpisodeReport.from_dict(json.loads(report.to_json())) == report
+
+
+def test_one_call_mode_ends_at_first_call(llm: LayerRouteChat, monkeypatch: pytest.MonkeyPatch) -> None:
+    from layerroute_agent.tool_calls import first_call_end
+
+    seen = script_replies(llm, ['{"name": "get_weather", "arguments": {"city": "Lyon"}}'], monkeypatch)
+    llm.bind_tools([get_weather], parallel_tool_calls=False).invoke("weather?")
+    assert seen["config"].end_after is first_call_end
+    one_call = LayerRouteChat(model=llm.model_name, adapter=None, max_tokens=12, parallel_tool_calls=False)
+    one_call.bind_tools([get_weather]).invoke("weather?")
+    assert seen["config"].end_after is first_call_end
+    one_call.bind_tools([get_weather], parallel_tool_calls=True).invoke("weather?")
+    assert seen["config"].end_after is None
+    one_call.invoke("no tools bound")
+    assert seen["config"].end_after is None
+    # A forced call is already one call, through its constraint.
+    one_call.bind_tools([get_weather], tool_choice="get_weather").invoke("weather?")
+    assert seen["config"].end_after is None
+    assert seen["config"].constraint is not None

@@ -43,3 +43,24 @@ def test_incremental_detokenizer_matches_full_decode(tiny_tokenizer, source: str
     for count, token in enumerate(ids, start=1):
         expected = tiny_tokenizer.decode(ids[:count], skip_special_tokens=False)
         assert detokenizer.add(token) == expected, f"after {count} tokens"
+
+
+def test_end_after_cuts_reply(tiny_model_dir) -> None:
+    from layerroute_agent.generation import GenerationConfig, GenerationResult, stream_tokens
+    from layerroute_agent.runtime import get_runtime
+
+    runtime = get_runtime(str(tiny_model_dir), None, "float32", "cpu")
+    prompt = runtime.tokenizer("hello", add_special_tokens=False)["input_ids"]
+    checked: list[str] = []
+
+    def end_after(text: str) -> int | None:
+        checked.append(text)
+        return 0 if text else None
+
+    config = GenerationConfig(max_new_tokens=40, end_after=end_after)
+    result = list(stream_tokens(runtime.routed, runtime.tokenizer, prompt, config))[-1]
+    assert isinstance(result, GenerationResult)
+    assert checked and checked[-1]
+    assert result.text == ""
+    assert result.finish_reason == "stop"
+    assert len(result.token_ids) == len(checked)

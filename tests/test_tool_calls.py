@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
-from layerroute_agent.tool_calls import parse_reply, streamable_text, to_template_messages
+from layerroute_agent.tool_calls import first_call_end, parse_reply, streamable_text, to_template_messages
 
 TOOLS = ["get_weather", "convert_currency"]
 
@@ -149,3 +149,24 @@ def test_complete_bare_calls_survive_a_cut_reply() -> None:
     assert [c["args"] for c in parsed.tool_calls] == [{"city": "A"}]
     assert len(parsed.invalid_tool_calls) == 1
     assert parsed.invalid_tool_calls[0]["args"].startswith('{"name": "get_weather", "arguments": {"ci')
+
+
+CALL = '{"name": "get_weather", "arguments": {"city": "Lyon"}}'
+
+
+@pytest.mark.parametrize(("text", "end"), [
+    (CALL, len(CALL)),
+    (f"\n{CALL}\n{CALL}", len(CALL) + 1),
+    (CALL[:-1], None),
+    (f"<tool_call>\n{CALL}\n</tool_call>\n<tool_call>", len(f"<tool_call>\n{CALL}\n</tool_call>")),
+    (f"Let me check.<tool_call>\n{CALL}", None),
+    (f"```json\n{CALL}\n```\nmore", len(f"```json\n{CALL}\n```")),
+    (f"```json\n{CALL}", None),
+    ('{"city": "Lyon"} and more', None),
+    (f"[{CALL}, {CALL}]", None),
+    ("The weather is fine.", None),
+])
+def test_first_call_end_finds_complete_call(text: str, end: int | None) -> None:
+    assert first_call_end(text) == end
+    if end is not None:
+        assert len(parse_reply(text[:end], ["get_weather"]).tool_calls) == 1
