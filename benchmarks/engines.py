@@ -26,6 +26,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from benchmarks.agent_steps import AgentStep
 from layerroute_agent import LayerRouteChat
+from layerroute_agent.runtime import FULL_DEPTH_REASONS
 from layerroute_agent.tool_calls import to_template_messages
 
 
@@ -226,7 +227,7 @@ class LayerRouteEngine:
         generated = compute["tokens_out"]
         # The loop stops before a forward pass once max_tokens tokens exist; an earlier end-of-turn token took one.
         calls = generated - 1 if generated == step.new_tokens else generated
-        routers = 0 if compute["routing"] == "override" else self.num_blocks
+        routers = 0 if compute["routing"] in FULL_DEPTH_REASONS else self.num_blocks
         return Measurement(self.name, step.name, round_index, compute["tokens_in"], generated, calls,
                            compute["prefill_seconds"], compute["decode_seconds"], step_seconds,
                            probe.peak_above_start(), len(compute["blocks_run"]), routers)

@@ -18,7 +18,7 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableLambda
@@ -32,7 +32,7 @@ from layerroute_agent.compute_report import ComputeTracker, EpisodeReport
 from layerroute_agent.constrained import JsonReplyConstraint, token_index
 from layerroute_agent.generation import GenerationConfig, GenerationResult
 from layerroute_agent.loading import DEFAULT_MODEL
-from layerroute_agent.runtime import DEFAULT_ADAPTER, RoutedRuntime, get_runtime
+from layerroute_agent.runtime import AFTER_TOOL_RESULT, DEFAULT_ADAPTER, OVERRIDE, RoutedRuntime, get_runtime
 from layerroute_agent.structured_output import (
     METHODS,
     Method,
@@ -199,6 +199,11 @@ class LayerRouteChat(BaseChatModel):
     """Nucleus sampling mass (default 1.0)."""
     stop: list[str] | None = Field(default=None, alias="stop_sequences")
     """Strings that end a reply (default none)."""
+    route_after_tool_results: bool = False
+    """``False`` (default) runs every block on a step whose prompt ends with a tool result. There the model
+    decides between calling again and answering. With the shipped adapter, skipping a single block on those
+    steps made the example agent call a tool again after every result instead of answering. Steps that
+    start a turn (after a user message) are routed."""
     parallel_tool_calls: bool = True
     """``False`` ends a reply at the end of its first complete tool call, so each step makes at most one call
     and decodes no further. ``bind_tools(..., parallel_tool_calls=...)`` and a call's own argument override it."""
@@ -222,7 +227,8 @@ class LayerRouteChat(BaseChatModel):
         return {"model_name": self.model_name, "adapter": self.adapter, "routing": self.routing, "dtype": self.dtype,
                 "device": self.device, "max_tokens": self.max_tokens, "temperature": self.temperature,
                 "top_p": self.top_p, "seed": self.seed, "stop": self.stop,
-                "parallel_tool_calls": self.parallel_tool_calls}
+                "parallel_tool_calls": self.parallel_tool_calls,
+                "route_after_tool_results": self.route_after_tool_results}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
         params = super()._get_ls_params(stop=stop, **kwargs)
@@ -381,7 +387,9 @@ class LayerRouteChat(BaseChatModel):
         runtime = get_runtime(kwargs.get("model", self.model_name), self.adapter, self.dtype, self.device)
         names = [tool["function"]["name"] for tool in tools] if tools else []
         prefix, constraint = _forced_reply(choice, names, instruction is not None, runtime.tokenizer)
-        route_all = not self.routing
+        after_result = bool(messages) and isinstance(messages[-1], ToolMessage) and not self.route_after_tool_results
+        route_all = not self.routing or after_result
+        reason = AFTER_TOOL_RESULT if self.routing else OVERRIDE
         prompt_ids = self._prompt_ids(runtime, messages, tools, prefix)
         config = self._generation_config(stop, kwargs, constraint, bool(tools))
         text, emitted, result = prefix, "", None
@@ -396,11 +404,11 @@ class LayerRouteChat(BaseChatModel):
                 emitted = visible
         assert result is not None
         parsed = parse_reply(text, names) if tools else ParsedReply(content=text)
-        yield from self._closing_chunks(runtime, parsed, emitted, result, route_all)
+        yield from self._closing_chunks(runtime, parsed, emitted, result, route_all, reason)
         yield parsed
 
     def _closing_chunks(self, runtime: RoutedRuntime, parsed: ParsedReply, emitted: str, result: GenerationResult,
-                        route_all: bool) -> Iterator[ChatGenerationChunk]:
+                        route_all: bool, reason: str) -> Iterator[ChatGenerationChunk]:
         if parsed.content.startswith(emitted) and len(parsed.content) > len(emitted):
             yield ChatGenerationChunk(message=AIMessageChunk(content=parsed.content[len(emitted):]))
         chunks = [tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
@@ -410,7 +418,7 @@ class LayerRouteChat(BaseChatModel):
         chunks += [tool_call_chunk(name=c["name"], args=f"Invalid tool call ({c['error']}): {c['args']}", id=c["id"],
                                    index=len(parsed.tool_calls) + i) for i, c in enumerate(parsed.invalid_tool_calls)]
         mode = "tool_call" if parsed.tool_calls or parsed.invalid_tool_calls else "planning"
-        record = runtime.step_record(result, mode, [c["name"] for c in parsed.tool_calls], route_all)
+        record = runtime.step_record(result, mode, [c["name"] for c in parsed.tool_calls], route_all, reason)
         self._tracker.add(record)
         metadata: dict[str, Any] = {
             "model_name": runtime.model_name,

@@ -32,6 +32,14 @@ DEFAULT_ADAPTER = "default"
 """Adapter value that selects the adapter shipped for the default model, if the package has one."""
 
 
+OVERRIDE = "override"
+"""``routing`` of a step whose caller turned routing off (``LayerRouteChat(routing=False)``)."""
+AFTER_TOOL_RESULT = "after_tool_result"
+"""``routing`` of a step that ran every block because its prompt ends with a tool result."""
+FULL_DEPTH_REASONS = (OVERRIDE, AFTER_TOOL_RESULT)
+"""``routing`` values of steps that evaluated no router and ran every block."""
+
+
 def shipped_adapter_path() -> Path | None:
     """Return the folder of the adapter shipped for the default model, or ``None`` when none is shipped."""
     folder = Path(str(resources.files("layerroute_agent") / "adapters" / "qwen2.5-coder-0.5b-instruct"))
@@ -72,15 +80,20 @@ class RoutedRuntime:
         override = RouteOverride.run_all() if route_all else None
         return stream_tokens(self.routed, self.tokenizer, prompt_ids, config, override)
 
-    def step_record(self, result: GenerationResult, mode: Mode, tool_calls: list[str], route_all: bool) -> StepRecord:
-        """Build the compute record of one finished step (batch row 0)."""
+    def step_record(self, result: GenerationResult, mode: Mode, tool_calls: list[str], route_all: bool,
+                    reason: str = OVERRIDE) -> StepRecord:
+        """Build the compute record of one finished step (batch row 0).
+
+        ``reason`` is the record's ``routing`` value when ``route_all`` ran every block (one of
+        :data:`FULL_DEPTH_REASONS`).
+        """
         blocks_run = result.decisions.blocks_run(0)
         routers = 0 if route_all else self.routed.num_routed_blocks
         prompt, decoded = result.prompt_tokens, result.decode_calls
         return StepRecord(
             mode=mode,
             model_name=self.model_name,
-            routing="override" if route_all else self.routing_label,
+            routing=reason if route_all else self.routing_label,
             blocks_run=blocks_run,
             blocks_skipped=result.decisions.blocks_skipped(0),
             flops_executed=self.counter.step(prompt, decoded, len(blocks_run), routers),
@@ -123,4 +136,4 @@ def get_runtime(spec: str, adapter: str | None, dtype: str, device: str) -> Rout
         return _runtimes[key]
 
 
-__all__ = ["DEFAULT_ADAPTER", "RoutedRuntime", "get_runtime", "resolve_adapter", "shipped_adapter_path"]
+__all__ = ["AFTER_TOOL_RESULT", "DEFAULT_ADAPTER", "FULL_DEPTH_REASONS", "OVERRIDE", "RoutedRuntime", "get_runtime", "resolve_adapter", "shipped_adapter_path"]

@@ -247,3 +247,16 @@ def test_one_call_mode_ends_at_first_call(llm: LayerRouteChat, monkeypatch: pyte
     one_call.bind_tools([get_weather], tool_choice="get_weather").invoke("weather?")
     assert seen["config"].end_after is None
     assert seen["config"].constraint is not None
+
+
+def test_step_after_tool_result_runs_every_block(tiny_model_dir: Path) -> None:
+    history = [HumanMessage("weather in Lyon?"),
+               AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Lyon"}, "id": "c1"}]),
+               ToolMessage("sunny in Lyon", tool_call_id="c1")]
+    default = LayerRouteChat(model=str(tiny_model_dir), adapter=None, max_tokens=4)
+    assert default.invoke(history).response_metadata["compute"]["routing"] == "after_tool_result"
+    assert default.invoke(history[:1]).response_metadata["compute"]["routing"] == "untrained"
+    routed = LayerRouteChat(model=str(tiny_model_dir), adapter=None, max_tokens=4, route_after_tool_results=True)
+    assert routed.invoke(history).response_metadata["compute"]["routing"] == "untrained"
+    off = LayerRouteChat(model=str(tiny_model_dir), adapter=None, max_tokens=4, routing=False)
+    assert off.invoke(history).response_metadata["compute"]["routing"] == "override"
