@@ -201,9 +201,10 @@ class LayerRouteChat(BaseChatModel):
     """Strings that end a reply (default none)."""
     route_after_tool_results: bool = False
     """``False`` (default) runs every block on a step whose prompt ends with a tool result. There the model
-    decides between calling again and answering. With the shipped adapter, skipping a single block on those
-    steps made the example agent call a tool again after every result instead of answering. Steps that
-    start a turn (after a user message) are routed."""
+    decides between calling again and replying in text. With a trained adapter, skipping a single block on
+    those steps made the example agent call a tool again after every result instead of replying, while
+    the same adapter with every block run replied. Steps that start a turn (after a user message) are
+    routed."""
     parallel_tool_calls: bool = True
     """``False`` ends a reply at the end of its first complete tool call, so each step makes at most one call
     and decodes no further. ``bind_tools(..., parallel_tool_calls=...)`` and a call's own argument override it."""
