@@ -27,10 +27,13 @@ def test_eval_reports_every_key(tiny_adapter: Path, tiny_model_dir: Path) -> Non
                            "bfcl_live_simple", "bfcl_irrelevance"}
     for mode in ("tool_call", "planning"):
         block = report["modes"][mode]
-        assert set(block) == {"flops_saved_share", "blocks_skipped_share", "ppl_base", "ppl_routed", "n", "by_source"}
+        assert set(block) == {"flops_saved_share", "blocks_skipped_share", "ppl_base", "ppl_routed", "n", "by_source",
+                              "by_position"}
         assert block["n"] == 3
-        assert sum(part["n"] for part in block["by_source"].values()) == 3
-        assert all(set(part) == set(block) - {"by_source"} for part in block["by_source"].values())
+        for split in ("by_source", "by_position"):
+            assert sum(part["n"] for part in block[split].values()) == 3
+            assert all(set(part) == set(block) - {"by_source", "by_position"} for part in block[split].values())
+        assert set(block["by_position"]) <= {"after_user", "after_tool_result"}
         assert block["ppl_base"] > 1
         assert block["ppl_routed"] > 1
         assert len(report["skip_pattern"][mode]) == 4

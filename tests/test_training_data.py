@@ -498,6 +498,8 @@ def test_render_multi_turn_trace(tmp_path: Path, tokenizer: Any) -> None:
     for example, result in zip(examples, rendered, strict=True):
         prompt = tokenizer.decode(result.input_ids[:result.prompt_length], clean_up_tokenization_spaces=False)
         assert prompt == render_prompt(example, tokenizer)
+        assert result.after_tool_result == (example.messages[-1]["role"] == "tool")
+    assert [result.after_tool_result for result in rendered] == [False, True, False]
 
 
 def test_render_too_long_skipped_and_counted(tokenizer: Any) -> None:

@@ -135,17 +135,24 @@ def _score_example(example: RenderedExample, base: RoutedRuntime, routed: Routed
 
 def _held_out_metrics(held_out: list[RenderedExample], base: RoutedRuntime, routed: RoutedRuntime, per_mode: int,
                       seed: int) -> tuple[dict[str, Any], dict[str, list[float]]]:
-    """Score a sample of each mode's held-out examples; each mode's block also has ``by_source``."""
+    """Score a sample of each mode's held-out examples.
+
+    Each mode's block also has ``by_source`` and ``by_position``. The second splits steps that start a
+    turn (``after_user``) from steps whose prompt ends with a tool result (``after_tool_result``), which
+    ``LayerRouteChat`` runs at full depth by default. The scores here are the adapter's own routing.
+    """
     modes, pattern = {}, {}
     for mode in MODES:
         examples = _sample([e for e in held_out if e.mode == mode], per_mode, seed)
-        totals, by_source = ModeTotals(), defaultdict(ModeTotals)
+        totals, by_source, by_position = ModeTotals(), defaultdict(ModeTotals), defaultdict(ModeTotals)
         for example in tqdm(examples, desc=f"held-out {mode}"):
             score = _score_example(example, base, routed)
             totals.add(score)
             by_source[example.source].add(score)
+            by_position["after_tool_result" if example.after_tool_result else "after_user"].add(score)
         modes[mode] = {**totals.summary(),
-                       "by_source": {source: by_source[source].summary() for source in sorted(by_source)}}
+                       "by_source": {source: by_source[source].summary() for source in sorted(by_source)},
+                       "by_position": {name: by_position[name].summary() for name in sorted(by_position)}}
         pattern[mode] = torch.stack(totals.pattern).mean(0).tolist() if totals.pattern else []
     return modes, pattern
 

@@ -36,12 +36,15 @@ class RenderedExample:
         prompt_length: number of prompt ids; ``input_ids[prompt_length:]`` are the ids to train on.
         mode: the example's mode label.
         source: the example's source name.
+        after_tool_result: whether the prompt ends with a tool result. ``LayerRouteChat`` runs every block
+            on such steps unless ``route_after_tool_results`` is set.
     """
 
     input_ids: list[int]
     prompt_length: int
     mode: Mode
     source: str
+    after_tool_result: bool = False
 
 
 def end_of_turn_token(tokenizer: PreTrainedTokenizerBase) -> str:
@@ -103,8 +106,9 @@ def render_example(example: TraceExample, tokenizer: PreTrainedTokenizerBase, ma
         if skips is not None:
             skips.add(f"{example.source}:too long")
         return None
+    after_tool_result = bool(example.messages) and example.messages[-1]["role"] == "tool"
     return RenderedExample(input_ids=prompt_ids + target_ids, prompt_length=len(prompt_ids), mode=example.mode,
-                           source=example.source)
+                           source=example.source, after_tool_result=after_tool_result)
 
 
 def render_examples(examples: Iterable[TraceExample], tokenizer: PreTrainedTokenizerBase, max_length: int,
