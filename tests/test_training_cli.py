@@ -144,6 +144,7 @@ def test_export_checkpoint_matches_final_adapter(tiny_adapter: Path, tmp_path: P
             assert torch.equal(final[key], exported[key]), key
     stored = json.loads((tmp_path / "exported" / "adapter_config.json").read_text())
     assert stored["extra"]["train_config"]["steps"] == 3
+    assert stored["extra"]["checkpoint_step"] == 3
 
 
 def test_export_rejects_incomplete_checkpoint(tmp_path: Path) -> None:

@@ -30,10 +30,11 @@ def export_checkpoint(checkpoint: Path, output: Path) -> Path:
     if not state_file.is_file() or not weights_file.is_file():
         raise FileNotFoundError(f"{checkpoint} is not a complete checkpoint (state.json or trainable.safetensors "
                                 "missing); pass a step-NNNNNN folder from OUTPUT_DIR/checkpoints")
-    config = TrainConfig(**json.loads(state_file.read_text())["config"])
+    state = json.loads(state_file.read_text())
+    config = TrainConfig(**state["config"])
     routed, _ = build_routed_model(config, "cpu")
     load_trainable(routed, load_file(str(weights_file)), checkpoint)
-    save_final(config, routed, output)
+    save_final(config, routed, output, checkpoint_step=state["step"])
     return output
 
 

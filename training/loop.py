@@ -281,11 +281,17 @@ def train(config: TrainConfig, train_set: Sequence[Rendered], pad_id: int,
     return folder
 
 
-def save_final(config: TrainConfig, routed: RoutedCausalLM, folder: Path) -> None:
-    """Write ``routed``'s routers and LoRA as an adapter folder that stores ``config``."""
+def save_final(config: TrainConfig, routed: RoutedCausalLM, folder: Path, checkpoint_step: int | None = None) -> None:
+    """Write ``routed``'s routers and LoRA as an adapter folder that stores ``config``.
+
+    ``checkpoint_step`` is stored too when the weights come from a checkpoint before ``config.steps``.
+    """
     identity = BaseModelIdentity.of(routed.model, name=config.model)
     lora = LoraSettings(rank=config.lora_rank, alpha=2.0 * config.lora_rank) if config.lora_rank else None
-    save_adapter(folder, routed.model, routed.routers, identity, lora, extra={"train_config": asdict(config)})
+    extra: dict[str, object] = {"train_config": asdict(config)}
+    if checkpoint_step is not None:
+        extra["checkpoint_step"] = checkpoint_step
+    save_adapter(folder, routed.model, routed.routers, identity, lora, extra=extra)
     logger.info("Wrote adapter to %s", folder)
 
 
