@@ -395,6 +395,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--parallel-tool-calls", action="store_true",
                         help="let one reply make several tool calls; by default a reply ends after its first "
                              "complete call, as the system prompt asks (LayerRouteChat(parallel_tool_calls=False))")
+    parser.add_argument("--route-after-tool-results", action="store_true",
+                        help="let the routers skip blocks on steps that follow a tool result too; by default "
+                             "those steps run every block (LayerRouteChat(route_after_tool_results=False))")
+    parser.add_argument("--full-depth", action="store_true",
+                        help="run every block on every step, with the adapter's LoRA kept (LayerRouteChat(routing=False))")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the episode report as JSON to PATH")
     parser.add_argument("--csv", type=Path, metavar="PATH", help="write one CSV row per model call to PATH")
     parser.add_argument("--plot", type=Path, metavar="PATH",
@@ -419,13 +424,19 @@ def write_reports(run: AgentRun, driver: str, args: argparse.Namespace) -> None:
         print(f"Chart written to {args.plot}")
 
 
+def build_llm(args: argparse.Namespace) -> LayerRouteChat:
+    """Build the chat model from the command-line options."""
+    adapter = None if args.adapter.lower() == "none" else args.adapter
+    return LayerRouteChat(model=args.model, adapter=adapter, max_tokens=args.max_tokens,
+                          parallel_tool_calls=args.parallel_tool_calls, routing=not args.full_depth,
+                          route_after_tool_results=args.route_after_tool_results)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the agent on the task, print its steps and the episode table, and return the exit status."""
     args = parse_args(argv)
     driver = resolve_driver(args.driver)
-    adapter = None if args.adapter.lower() == "none" else args.adapter
-    llm = LayerRouteChat(model=args.model, adapter=adapter, max_tokens=args.max_tokens,
-                         parallel_tool_calls=args.parallel_tool_calls)
+    llm = build_llm(args)
 
     print(f"Driver: {driver}", flush=True)
     run = DRIVERS[driver](llm, TOOLS, [args.task, *args.follow_up], args.max_steps)

@@ -336,3 +336,12 @@ async def test_stream_agent_real_model() -> None:
     assert run.text_chunks > 1
     assert run.final_answer.strip()
     assert len(run.report.steps) == run.model_calls
+
+
+def test_routing_options_reach_chat_model() -> None:
+    default = example.build_llm(example.parse_args(["--adapter", "none"]))
+    assert (default.parallel_tool_calls, default.routing, default.route_after_tool_results) == (False, True, False)
+    flags = ["--adapter", "none", "--parallel-tool-calls", "--full-depth", "--route-after-tool-results"]
+    changed = example.build_llm(example.parse_args(flags))
+    assert (changed.parallel_tool_calls, changed.routing, changed.route_after_tool_results) == (True, False, True)
+    assert changed.adapter is None
