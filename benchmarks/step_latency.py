@@ -73,6 +73,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--adapter", default="default",
                         help="routing adapter folder, 'default' for the adapter shipped with the package, or 'none' for "
                              "untrained routers (every block runs)")
+    parser.add_argument("--route-after-tool-results", action="store_true",
+                        help="let the routed engine skip blocks on steps whose prompt ends with a tool result "
+                             "(tool_history steps); by default LayerRouteChat runs every block there")
     parser.add_argument("--engines", default=",".join(ENGINE_NAMES),
                         help=f"comma-separated engines to run (default: all of {', '.join(ENGINE_NAMES)})")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (llama.cpp stays on CPU)")
@@ -134,7 +137,7 @@ def build_engines(args: argparse.Namespace, context: int) -> list[Engine]:
             engines.append(TransformersGenerate(base.model, base.tokenizer, args.device))
         elif name in (ALL_BLOCKS, ROUTED):
             llm = LayerRouteChat(model=args.model, adapter=adapter, dtype=args.dtype, device=args.device,
-                                 routing=name == ROUTED)
+                                 routing=name == ROUTED, route_after_tool_results=args.route_after_tool_results)
             label = "LayerRouteChat, all blocks" if name == ALL_BLOCKS else "LayerRouteChat, routed"
             engines.append(LayerRouteEngine(llm, name, label))
         elif name == CHAT_HF:

@@ -155,6 +155,9 @@ def test_engine_loop_on_tiny_model(tiny_model_dir: Path, skipping_adapter: Path)
     summaries = {(s.engine, s.step): s for s in summarise(kept, steps, counter)}
     assert summaries[("layerroute", "tool")].flops_saved_share > 0.1
     assert summaries[("layerroute_all_blocks", "tool")].flops_saved_share == 0.0
+    # The history step ends with a tool result, so LayerRouteChat runs every block and no router there.
+    assert summaries[("layerroute", "history")].flops_saved_share == 0.0
+    assert all(m.routers_evaluated == 0 for m in kept if (m.engine, m.step) == ("layerroute", "history"))
     assert summaries[("transformers", "plan")].step_seconds > 0
     ratios = compute_ratios(list(summaries.values()))
     for key in ("routing_overhead", "tool_call_speedup", "planning_speedup", "time_to_flops_saving",
