@@ -369,6 +369,14 @@ class LayerRouteChat(BaseChatModel):
             choice = names[0]
         return tools, choice
 
+    def _full_depth_reason(self, messages: list[BaseMessage]) -> str | None:
+        """Return why this step runs every block without routers, or ``None`` when the routers decide."""
+        if not self.routing:
+            return OVERRIDE
+        if messages and isinstance(messages[-1], ToolMessage) and not self.route_after_tool_results:
+            return AFTER_TOOL_RESULT
+        return None
+
     def _iter_reply(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
                     ) -> Iterator[ChatGenerationChunk | ParsedReply]:
         """Yield the reply's chunks, then its :class:`ParsedReply` (for ``_generate``)."""
@@ -388,9 +396,8 @@ class LayerRouteChat(BaseChatModel):
         runtime = get_runtime(kwargs.get("model", self.model_name), self.adapter, self.dtype, self.device)
         names = [tool["function"]["name"] for tool in tools] if tools else []
         prefix, constraint = _forced_reply(choice, names, instruction is not None, runtime.tokenizer)
-        after_result = bool(messages) and isinstance(messages[-1], ToolMessage) and not self.route_after_tool_results
-        route_all = not self.routing or after_result
-        reason = AFTER_TOOL_RESULT if self.routing else OVERRIDE
+        full_depth_reason = self._full_depth_reason(messages)
+        route_all = full_depth_reason is not None
         prompt_ids = self._prompt_ids(runtime, messages, tools, prefix)
         config = self._generation_config(stop, kwargs, constraint, bool(tools))
         text, emitted, result = prefix, "", None
@@ -405,11 +412,11 @@ class LayerRouteChat(BaseChatModel):
                 emitted = visible
         assert result is not None
         parsed = parse_reply(text, names) if tools else ParsedReply(content=text)
-        yield from self._closing_chunks(runtime, parsed, emitted, result, route_all, reason)
+        yield from self._closing_chunks(runtime, parsed, emitted, result, full_depth_reason)
         yield parsed
 
     def _closing_chunks(self, runtime: RoutedRuntime, parsed: ParsedReply, emitted: str, result: GenerationResult,
-                        route_all: bool, reason: str) -> Iterator[ChatGenerationChunk]:
+                        full_depth_reason: str | None) -> Iterator[ChatGenerationChunk]:
         if parsed.content.startswith(emitted) and len(parsed.content) > len(emitted):
             yield ChatGenerationChunk(message=AIMessageChunk(content=parsed.content[len(emitted):]))
         chunks = [tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
@@ -419,7 +426,7 @@ class LayerRouteChat(BaseChatModel):
         chunks += [tool_call_chunk(name=c["name"], args=f"Invalid tool call ({c['error']}): {c['args']}", id=c["id"],
                                    index=len(parsed.tool_calls) + i) for i, c in enumerate(parsed.invalid_tool_calls)]
         mode = "tool_call" if parsed.tool_calls or parsed.invalid_tool_calls else "planning"
-        record = runtime.step_record(result, mode, [c["name"] for c in parsed.tool_calls], route_all, reason)
+        record = runtime.step_record(result, mode, [c["name"] for c in parsed.tool_calls], full_depth_reason)
         self._tracker.add(record)
         metadata: dict[str, Any] = {
             "model_name": runtime.model_name,

@@ -80,20 +80,20 @@ class RoutedRuntime:
         override = RouteOverride.run_all() if route_all else None
         return stream_tokens(self.routed, self.tokenizer, prompt_ids, config, override)
 
-    def step_record(self, result: GenerationResult, mode: Mode, tool_calls: list[str], route_all: bool,
-                    reason: str = OVERRIDE) -> StepRecord:
+    def step_record(self, result: GenerationResult, mode: Mode, tool_calls: list[str],
+                    full_depth_reason: str | None = None) -> StepRecord:
         """Build the compute record of one finished step (batch row 0).
 
-        ``reason`` is the record's ``routing`` value when ``route_all`` ran every block (one of
-        :data:`FULL_DEPTH_REASONS`).
+        ``full_depth_reason`` is one of :data:`FULL_DEPTH_REASONS` when the step ran every block without
+        routers, and becomes the record's ``routing`` value. ``None`` means the routers decided.
         """
         blocks_run = result.decisions.blocks_run(0)
-        routers = 0 if route_all else self.routed.num_routed_blocks
+        routers = 0 if full_depth_reason else self.routed.num_routed_blocks
         prompt, decoded = result.prompt_tokens, result.decode_calls
         return StepRecord(
             mode=mode,
             model_name=self.model_name,
-            routing=reason if route_all else self.routing_label,
+            routing=full_depth_reason or self.routing_label,
             blocks_run=blocks_run,
             blocks_skipped=result.decisions.blocks_skipped(0),
             flops_executed=self.counter.step(prompt, decoded, len(blocks_run), routers),

@@ -59,7 +59,7 @@ class EvalSizes:
 
 @dataclass(frozen=True)
 class ExampleScore:
-    """What one held-out example measured."""
+    """Measurements of one held-out example."""
 
     saved: float
     """Share of the step's FLOPs not executed."""
