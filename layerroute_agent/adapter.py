@@ -21,7 +21,7 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from layerroute_agent.lora import LoraSettings, attach_lora, lora_state_dict, merge_lora
+from layerroute_agent.lora import LoraSettings, attach_lora, lora_state_dict, merge_lora, merge_lora_keeping_base
 from layerroute_agent.routing import RouterStack, RoutingConfig
 
 logger = logging.getLogger(__name__)
@@ -82,6 +82,22 @@ def load_adapter(folder: str | Path, model: nn.Module, model_name: str = "") -> 
         FileNotFoundError: ``folder`` is not an adapter folder.
         ValueError: the adapter was trained for a different base model (every mismatch is listed).
     """
+    routers, _ = _load(folder, model, model_name, keep_base=False)
+    return routers
+
+
+def load_adapter_keeping_base(folder: str | Path, model: nn.Module, model_name: str = ""
+                              ) -> tuple[RouterStack, nn.Module]:
+    """Load an adapter like :func:`load_adapter`, and also return a twin of ``model`` without the LoRA update.
+
+    The twin shares all weights with ``model`` but the LoRA targets (see
+    :func:`~layerroute_agent.lora.merge_lora_keeping_base`). It is ``model`` itself when the adapter has no
+    LoRA. Raises what :func:`load_adapter` raises.
+    """
+    return _load(folder, model, model_name, keep_base=True)
+
+
+def _load(folder: str | Path, model: nn.Module, model_name: str, keep_base: bool) -> tuple[RouterStack, nn.Module]:
     config = read_adapter_config(folder)
     expected = BaseModelIdentity(**config["base_model"])
     problems = expected.mismatches(BaseModelIdentity.of(model))
@@ -92,6 +108,7 @@ def load_adapter(folder: str | Path, model: nn.Module, model_name: str = "") -> 
         )
     routers = RouterStack(expected.num_blocks, expected.hidden_size, RoutingConfig(**config["routing"]))
     routers.load_state_dict(load_file(str(Path(folder) / ROUTERS_NAME)))
+    base = model
     if config.get("lora"):
         settings = LoraSettings(**{**config["lora"], "targets": tuple(config["lora"]["targets"])})
         attach_lora(model, settings)
@@ -100,10 +117,13 @@ def load_adapter(folder: str | Path, model: nn.Module, model_name: str = "") -> 
         model.load_state_dict(weights, strict=False)
         if missing != set(weights):
             raise ValueError(f"Adapter {folder} LoRA weights do not match the model's LoRA modules")
-        merge_lora(model)
+        if keep_base:
+            base = merge_lora_keeping_base(model)
+        else:
+            merge_lora(model)
     logger.info("Loaded routing adapter %s (LoRA %s) onto %s", folder, "merged" if config.get("lora") else "none",
                 model_name or type(model).__name__)
-    return routers
+    return routers, base
 
 
-__all__ = ["BaseModelIdentity", "load_adapter", "read_adapter_config", "save_adapter"]
+__all__ = ["BaseModelIdentity", "load_adapter", "load_adapter_keeping_base", "read_adapter_config", "save_adapter"]

@@ -200,11 +200,12 @@ class LayerRouteChat(BaseChatModel):
     stop: list[str] | None = Field(default=None, alias="stop_sequences")
     """Strings that end a reply (default none)."""
     route_after_tool_results: bool = False
-    """``False`` (default) runs every block on a step whose prompt ends with a tool result. There the model
-    decides between calling again and replying in text. With a trained adapter, skipping a single block on
-    those steps made the example agent call a tool again after every result instead of replying, while
-    the same adapter with every block run replied. Steps that start a turn (after a user message) are
-    routed."""
+    """``False`` (default) runs the base model on a step whose prompt ends with a tool result: every block,
+    no router and no LoRA. There the model decides between calling again and replying in text. With a
+    trained adapter, skipping a single block on those steps made the example agent call a tool again after
+    every result instead of replying. An adapter trained without such steps did the same with every block
+    run and its LoRA on, while the base model replied. Steps that start a turn (after a user message)
+    are routed."""
     parallel_tool_calls: bool = True
     """``False`` ends a reply at the end of its first complete tool call, so each step makes at most one call
     and decodes no further. ``bind_tools(..., parallel_tool_calls=...)`` and a call's own argument override it."""
@@ -398,10 +399,11 @@ class LayerRouteChat(BaseChatModel):
         prefix, constraint = _forced_reply(choice, names, instruction is not None, runtime.tokenizer)
         full_depth_reason = self._full_depth_reason(messages)
         route_all = full_depth_reason is not None
+        base_weights = full_depth_reason == AFTER_TOOL_RESULT
         prompt_ids = self._prompt_ids(runtime, messages, tools, prefix)
         config = self._generation_config(stop, kwargs, constraint, bool(tools))
         text, emitted, result = prefix, "", None
-        for piece in runtime.run_step(prompt_ids, config, route_all):
+        for piece in runtime.run_step(prompt_ids, config, route_all, base_weights):
             if isinstance(piece, GenerationResult):
                 result = piece
                 break

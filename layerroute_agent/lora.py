@@ -7,6 +7,7 @@ model runs at base speed and its FLOPs carry no LoRA term.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -70,6 +71,41 @@ def merge_lora(model: nn.Module) -> nn.Module:
     return model
 
 
+def merge_lora_keeping_base(model: nn.Module) -> nn.Module:
+    """Merge every LoRA update into ``model`` as :func:`merge_lora` does, and return a twin that runs the base weights.
+
+    The twin shares every module, parameter and buffer with ``model`` except the LoRA targets, for which it
+    keeps copies of the unmerged base layers. For rank-8 q/k/v/o on Qwen2.5-0.5B those copies are 44M
+    parameters (88 MB in bfloat16); the rest of the model is not copied.
+    """
+    originals = {name: copy.deepcopy(module.get_base_layer()) for name, module in model.named_modules()
+                 if isinstance(module, LoraLayer)}
+    merge_lora(model)
+    return share_modules_except(model, originals)
+
+
+def share_modules_except(module: nn.Module, replacements: dict[str, nn.Module]) -> nn.Module:
+    """Return a copy of ``module`` whose submodules at the dotted paths in ``replacements`` are swapped.
+
+    Only the modules on a path to a replacement are copied (shallowly, with their own child table); every
+    other submodule, parameter and buffer is the same object in ``module`` and in the copy.
+    """
+    twin = copy.copy(module)
+    twin.__dict__["_modules"] = dict(module._modules)
+    nested: dict[str, dict[str, nn.Module]] = {}
+    for path, replacement in replacements.items():
+        head, _, rest = path.partition(".")
+        if head not in module._modules:
+            raise KeyError(f"{type(module).__name__} has no submodule {head!r} (from path {path!r})")
+        if rest:
+            nested.setdefault(head, {})[rest] = replacement
+        else:
+            twin._modules[head] = replacement
+    for head, below in nested.items():
+        twin._modules[head] = share_modules_except(module._modules[head], below)
+    return twin
+
+
 @contextmanager
 def lora_disabled(model: nn.Module) -> Iterator[nn.Module]:
     """Run ``model`` as its untouched base inside the ``with`` block: every LoRA update is switched off, then back on."""
@@ -88,4 +124,5 @@ def has_unmerged_lora(model: nn.Module) -> bool:
     return any(isinstance(module, LoraLayer) for module in model.modules())
 
 
-__all__ = ["ATTENTION_PROJECTIONS", "LoraSettings", "attach_lora", "has_unmerged_lora", "lora_disabled", "lora_state_dict", "merge_lora"]
+__all__ = ["ATTENTION_PROJECTIONS", "LoraSettings", "attach_lora", "has_unmerged_lora", "lora_disabled", "lora_state_dict", "merge_lora",
+           "merge_lora_keeping_base", "share_modules_except"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from layerroute_agent.adapter import load_adapter
+from layerroute_agent.adapter import load_adapter_keeping_base
 from layerroute_agent.compute_report import Mode, StepRecord
 from layerroute_agent.flops import FlopsCounter, ModelShape
 from layerroute_agent.generation import GenerationConfig, GenerationResult, stream_tokens
@@ -35,7 +35,7 @@ DEFAULT_ADAPTER = "default"
 OVERRIDE = "override"
 """``routing`` of a step whose caller turned routing off (``LayerRouteChat(routing=False)``)."""
 AFTER_TOOL_RESULT = "after_tool_result"
-"""``routing`` of a step that ran every block because its prompt ends with a tool result."""
+"""``routing`` of a step that ran the base model (every block, no LoRA) because its prompt ends with a tool result."""
 FULL_DEPTH_REASONS = (OVERRIDE, AFTER_TOOL_RESULT)
 """``routing`` values of steps that evaluated no router and ran every block."""
 
@@ -68,17 +68,27 @@ class RoutedRuntime:
     adapter: str | None
     counter: FlopsCounter
     full_counter: FlopsCounter
+    base: RoutedCausalLM | None = None
+    """The base model without the adapter's LoRA, sharing every other weight with ``routed``; ``None``
+    when the adapter has no LoRA (then ``routed`` running every block is the base model)."""
 
     @property
     def routing_label(self) -> str:
         """``learnt`` with a trained adapter, else ``untrained`` (every block runs: the base model)."""
         return "learnt" if self.adapter else "untrained"
 
-    def run_step(self, prompt_ids: list[int], config: GenerationConfig, route_all: bool = False
-                 ) -> Iterator[str | GenerationResult]:
-        """Generate one reply; yields text pieces, then the :class:`GenerationResult`."""
-        override = RouteOverride.run_all() if route_all else None
-        return stream_tokens(self.routed, self.tokenizer, prompt_ids, config, override)
+    def run_step(self, prompt_ids: list[int], config: GenerationConfig, route_all: bool = False,
+                 base_weights: bool = False) -> Iterator[str | GenerationResult]:
+        """Generate one reply; yields text pieces, then the :class:`GenerationResult`.
+
+        ``route_all`` runs every block without evaluating a router; ``base_weights`` also leaves out the
+        adapter's LoRA, so the step runs the untouched base model (it implies ``route_all``).
+        """
+        if base_weights:
+            model, override = self.base or self.routed, RouteOverride.run_all()
+        else:
+            model, override = self.routed, RouteOverride.run_all() if route_all else None
+        return stream_tokens(model, self.tokenizer, prompt_ids, config, override)
 
     def step_record(self, result: GenerationResult, mode: Mode, tool_calls: list[str],
                     full_depth_reason: str | None = None) -> StepRecord:
@@ -112,16 +122,20 @@ _runtimes_lock = threading.Lock()
 
 def _build_runtime(spec: str, adapter_path: str | None, dtype: str, device: str) -> RoutedRuntime:
     loaded = load_model(spec, dtype=dtype, device=device)
-    routers = load_adapter(adapter_path, loaded.model, spec) if adapter_path else None
+    routers, base = None, None
     if adapter_path is None:
         logger.info("No trained routing adapter for %r: routers run every block, so this is the base model",
                     spec)
+    else:
+        routers, base_model = load_adapter_keeping_base(adapter_path, loaded.model, spec)
+        if base_model is not loaded.model:
+            base = RoutedCausalLM(base_model, routers).eval()
     if has_unmerged_lora(loaded.model):
         raise RuntimeError("LoRA must be merged before inference; load adapters through load_adapter")
     routed = RoutedCausalLM(loaded.model, routers).eval()
     counter = FlopsCounter(ModelShape.from_config(loaded.model.config))
     # LoRA is merged, so the routed model and the base model have the same per-block cost.
-    return RoutedRuntime(routed, loaded.tokenizer, spec, adapter_path, counter, counter)
+    return RoutedRuntime(routed, loaded.tokenizer, spec, adapter_path, counter, counter, base)
 
 
 def get_runtime(spec: str, adapter: str | None, dtype: str, device: str) -> RoutedRuntime:

@@ -107,11 +107,11 @@ def script_replies(llm: object, pieces: list[str], monkeypatch: pytest.MonkeyPat
     real_run_step = runtime.run_step
     seen: dict = {}
 
-    def run_step(prompt_ids, config, route_all=False):
+    def run_step(prompt_ids, config, *depth):
         seen["prompt"] = runtime.tokenizer.decode(prompt_ids)
         seen["config"] = config
         result = None
-        for item in real_run_step(prompt_ids, config, route_all):
+        for item in real_run_step(prompt_ids, config, *depth):
             result = item
         yield from pieces
         result.text = "".join(pieces)

@@ -8,9 +8,9 @@ import pytest
 import torch
 from conftest import tiny_llama, tiny_qwen2
 
-from layerroute_agent.adapter import BaseModelIdentity, load_adapter, save_adapter
+from layerroute_agent.adapter import BaseModelIdentity, load_adapter, load_adapter_keeping_base, save_adapter
 from layerroute_agent.lora import LoraSettings, attach_lora, has_unmerged_lora
-from layerroute_agent.routing import RoutedCausalLM
+from layerroute_agent.routing import RoutedCausalLM, RouteOverride
 
 
 def _trained_adapter(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,6 +34,32 @@ def test_adapter_round_trip(tmp_path: Path) -> None:
     assert not has_unmerged_lora(base)
     actual, _ = RoutedCausalLM(base, routers).prefill(input_ids, torch.ones_like(input_ids))
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_base_twin_runs_without_lora(tmp_path: Path) -> None:
+    input_ids, expected = _trained_adapter(tmp_path / "adapter")
+    mask = torch.ones_like(input_ids)
+    untouched, _ = RoutedCausalLM(tiny_qwen2(seed=4)).prefill(input_ids, mask, override=RouteOverride.run_all())
+    model = tiny_qwen2(seed=4)
+    routers, twin = load_adapter_keeping_base(tmp_path / "adapter", model)
+
+    routed, _ = RoutedCausalLM(model, routers).prefill(input_ids, mask)
+    base, _ = RoutedCausalLM(twin, routers).prefill(input_ids, mask, override=RouteOverride.run_all())
+    torch.testing.assert_close(routed, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(base, untouched, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(base, routed, atol=1e-3)
+
+
+def test_base_twin_shares_other_weights(tmp_path: Path) -> None:
+    _trained_adapter(tmp_path / "adapter")
+    model = tiny_qwen2(seed=4)
+    _, twin = load_adapter_keeping_base(tmp_path / "adapter", model)
+    merged_q = model.model.layers[1].self_attn.q_proj.weight
+    assert twin.model.layers[1].self_attn.q_proj.weight.data_ptr() != merged_q.data_ptr()
+    assert twin.model.layers[1].mlp is model.model.layers[1].mlp
+    assert twin.model.embed_tokens is model.model.embed_tokens
+    assert twin.model.layers[1].self_attn.layer_idx == 1
+    assert not has_unmerged_lora(twin)
 
 
 def test_adapter_on_other_base_fails(tmp_path: Path) -> None:

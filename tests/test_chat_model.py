@@ -13,6 +13,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, Too
 from langchain_core.tools import tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+import layerroute_agent.runtime as runtime_module
 from layerroute_agent import ComputeReportHandler, LayerRouteChat
 
 
@@ -185,10 +186,10 @@ def test_forced_prefix_starts_the_call(llm: LayerRouteChat, monkeypatch: pytest.
     runtime = llm.runtime
     real_run_step = runtime.run_step
 
-    def run_step(prompt_ids, config, route_all=False):
+    def run_step(prompt_ids, config, *depth):
         seen["prompt"] = runtime.tokenizer.decode(prompt_ids)
         seen["constraint"] = config.constraint
-        yield from real_run_step(prompt_ids, config, route_all)
+        yield from real_run_step(prompt_ids, config, *depth)
 
     monkeypatch.setattr(runtime, "run_step", run_step)
     llm.bind_tools([get_weather], tool_choice="get_weather").invoke("weather?")
@@ -260,3 +261,25 @@ def test_step_after_tool_result_runs_every_block(tiny_model_dir: Path) -> None:
     assert routed.invoke(history).response_metadata["compute"]["routing"] == "untrained"
     off = LayerRouteChat(model=str(tiny_model_dir), adapter=None, max_tokens=4, routing=False)
     assert off.invoke(history).response_metadata["compute"]["routing"] == "override"
+
+
+def test_step_after_tool_result_uses_base_weights(tiny_model_dir: Path, tiny_adapter: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    history = [HumanMessage("weather in Lyon?"),
+               AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Lyon"}, "id": "c1"}]),
+               ToolMessage("sunny in Lyon", tool_call_id="c1")]
+    llm = LayerRouteChat(model=str(tiny_model_dir), adapter=str(tiny_adapter), max_tokens=4)
+    runtime = llm.runtime
+    assert runtime.base is not None and runtime.base is not runtime.routed
+    seen = []
+    real_stream = runtime_module.stream_tokens
+
+    def stream_tokens(model, *args):
+        seen.append(model)
+        return real_stream(model, *args)
+
+    monkeypatch.setattr(runtime_module, "stream_tokens", stream_tokens)
+    llm.invoke(history)
+    llm.invoke(history[:1])
+    LayerRouteChat(model=str(tiny_model_dir), adapter=str(tiny_adapter), max_tokens=4, routing=False).invoke(history)
+    assert seen == [runtime.base, runtime.routed, runtime.routed]
