@@ -32,7 +32,15 @@ from layerroute_agent.compute_report import ComputeTracker, EpisodeReport
 from layerroute_agent.constrained import JsonReplyConstraint, token_index
 from layerroute_agent.generation import GenerationConfig, GenerationResult
 from layerroute_agent.loading import DEFAULT_MODEL
-from layerroute_agent.runtime import AFTER_TOOL_RESULT, DEFAULT_ADAPTER, OVERRIDE, RoutedRuntime, get_runtime
+from layerroute_agent.runtime import (
+    AFTER_TOOL_RESULT,
+    BASE_MODEL_REASONS,
+    DEFAULT_ADAPTER,
+    FORCED_REPLY,
+    OVERRIDE,
+    RoutedRuntime,
+    get_runtime,
+)
 from layerroute_agent.structured_output import (
     METHODS,
     Method,
@@ -206,6 +214,11 @@ class LayerRouteChat(BaseChatModel):
     every result instead of replying. An adapter trained without such steps did the same with every block
     run and its LoRA on, while the base model replied. Steps that start a turn (after a user message)
     are routed."""
+    route_forced_replies: bool = False
+    """``False`` (default) runs the base model on a step whose reply is forced: ``tool_choice`` ``any``,
+    ``required`` or a tool name, or ``with_structured_output``. The adapters trained here learnt from free
+    replies, and with one routing those forced steps the offline model wrote malformed calls and misspelt
+    keys in four tests that pass with the base model."""
     parallel_tool_calls: bool = True
     """``False`` ends a reply at the end of its first complete tool call, so each step makes at most one call
     and decodes no further. ``bind_tools(..., parallel_tool_calls=...)`` and a call's own argument override it."""
@@ -230,7 +243,8 @@ class LayerRouteChat(BaseChatModel):
                 "device": self.device, "max_tokens": self.max_tokens, "temperature": self.temperature,
                 "top_p": self.top_p, "seed": self.seed, "stop": self.stop,
                 "parallel_tool_calls": self.parallel_tool_calls,
-                "route_after_tool_results": self.route_after_tool_results}
+                "route_after_tool_results": self.route_after_tool_results,
+                "route_forced_replies": self.route_forced_replies}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
         params = super()._get_ls_params(stop=stop, **kwargs)
@@ -370,12 +384,14 @@ class LayerRouteChat(BaseChatModel):
             choice = names[0]
         return tools, choice
 
-    def _full_depth_reason(self, messages: list[BaseMessage]) -> str | None:
+    def _full_depth_reason(self, messages: list[BaseMessage], forced: bool) -> str | None:
         """Return why this step runs every block without routers, or ``None`` when the routers decide."""
         if not self.routing:
             return OVERRIDE
         if messages and isinstance(messages[-1], ToolMessage) and not self.route_after_tool_results:
             return AFTER_TOOL_RESULT
+        if forced and not self.route_forced_replies:
+            return FORCED_REPLY
         return None
 
     def _iter_reply(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
@@ -397,9 +413,9 @@ class LayerRouteChat(BaseChatModel):
         runtime = get_runtime(kwargs.get("model", self.model_name), self.adapter, self.dtype, self.device)
         names = [tool["function"]["name"] for tool in tools] if tools else []
         prefix, constraint = _forced_reply(choice, names, instruction is not None, runtime.tokenizer)
-        full_depth_reason = self._full_depth_reason(messages)
+        full_depth_reason = self._full_depth_reason(messages, forced=constraint is not None)
         route_all = full_depth_reason is not None
-        base_weights = full_depth_reason == AFTER_TOOL_RESULT
+        base_weights = full_depth_reason in BASE_MODEL_REASONS
         prompt_ids = self._prompt_ids(runtime, messages, tools, prefix)
         config = self._generation_config(stop, kwargs, constraint, bool(tools))
         text, emitted, result = prefix, "", None

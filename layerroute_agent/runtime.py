@@ -36,8 +36,13 @@ OVERRIDE = "override"
 """``routing`` of a step whose caller turned routing off (``LayerRouteChat(routing=False)``)."""
 AFTER_TOOL_RESULT = "after_tool_result"
 """``routing`` of a step that ran the base model (every block, no LoRA) because its prompt ends with a tool result."""
-FULL_DEPTH_REASONS = (OVERRIDE, AFTER_TOOL_RESULT)
+FORCED_REPLY = "forced_reply"
+"""``routing`` of a step that ran the base model because its reply was forced: a ``tool_choice`` other than
+``auto`` or ``none``, or structured output through ``response_format``."""
+FULL_DEPTH_REASONS = (OVERRIDE, AFTER_TOOL_RESULT, FORCED_REPLY)
 """``routing`` values of steps that evaluated no router and ran every block."""
+BASE_MODEL_REASONS = (AFTER_TOOL_RESULT, FORCED_REPLY)
+"""The full-depth reasons whose steps also leave out the adapter's LoRA: they run the untouched base model."""
 
 
 def shipped_adapter_path() -> Path | None:
@@ -150,4 +155,4 @@ def get_runtime(spec: str, adapter: str | None, dtype: str, device: str) -> Rout
         return _runtimes[key]
 
 
-__all__ = ["AFTER_TOOL_RESULT", "DEFAULT_ADAPTER", "FULL_DEPTH_REASONS", "OVERRIDE", "RoutedRuntime", "get_runtime", "resolve_adapter", "shipped_adapter_path"]
+__all__ = ["AFTER_TOOL_RESULT", "BASE_MODEL_REASONS", "DEFAULT_ADAPTER", "FORCED_REPLY", "FULL_DEPTH_REASONS", "OVERRIDE", "RoutedRuntime", "get_runtime", "resolve_adapter", "shipped_adapter_path"]

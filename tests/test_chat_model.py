@@ -283,3 +283,26 @@ def test_step_after_tool_result_uses_base_weights(tiny_model_dir: Path, tiny_ada
     llm.invoke(history[:1])
     LayerRouteChat(model=str(tiny_model_dir), adapter=str(tiny_adapter), max_tokens=4, routing=False).invoke(history)
     assert seen == [runtime.base, runtime.routed, runtime.routed]
+
+
+def test_forced_reply_uses_base_weights(tiny_model_dir: Path, tiny_adapter: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    llm = LayerRouteChat(model=str(tiny_model_dir), adapter=str(tiny_adapter), max_tokens=6)
+    runtime = llm.runtime
+    seen = []
+    real_stream = runtime_module.stream_tokens
+
+    def stream_tokens(model, *args):
+        seen.append(model)
+        return real_stream(model, *args)
+
+    monkeypatch.setattr(runtime_module, "stream_tokens", stream_tokens)
+    forced = llm.bind_tools([get_weather], tool_choice="get_weather").invoke("weather?")
+    free = llm.bind_tools([get_weather]).invoke("weather?")
+    structured = llm.with_structured_output({"title": "City", "type": "object"}, include_raw=True).invoke("city?")
+    routed = llm.model_copy(update={"route_forced_replies": True})
+    routed.bind_tools([get_weather], tool_choice="any").invoke("weather?")
+    assert forced.response_metadata["compute"]["routing"] == "forced_reply"
+    assert free.response_metadata["compute"]["routing"] == "learnt"
+    assert structured["raw"].response_metadata["compute"]["routing"] == "forced_reply"
+    assert seen == [runtime.base, runtime.routed, runtime.base, runtime.routed]

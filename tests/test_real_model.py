@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
 from layerroute_agent import LayerRouteChat
 from layerroute_agent.routing import RoutedCausalLM, RouteOverride
+from layerroute_agent.runtime import shipped_adapter_path
 
 pytestmark = pytest.mark.real_model
 
@@ -28,6 +30,25 @@ def test_offline_pack_shapes(llm: LayerRouteChat) -> None:
     config = llm.runtime.routed.model.config
     assert (config.model_type, config.num_hidden_layers, config.hidden_size) == ("qwen2", 24, 896)
     assert (config.num_attention_heads, config.num_key_value_heads) == (14, 2)
+
+
+def test_default_loads_shipped_adapter(llm: LayerRouteChat) -> None:
+    shipped = shipped_adapter_path()
+    assert shipped is not None
+    assert llm.runtime.adapter == str(shipped)
+    reply = llm.bind_tools([get_weather]).invoke("What is the weather in Paris right now?")
+    assert reply.response_metadata["compute"]["routing"] == "learnt"
+
+
+def test_step_after_tool_result_matches_base_model(llm: LayerRouteChat) -> None:
+    history = [HumanMessage("What is the weather in Paris right now?"),
+               AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Paris"}, "id": "c1"}]),
+               ToolMessage("sunny in Paris", tool_call_id="c1")]
+    routed = llm.bind_tools([get_weather]).invoke(history)
+    base = LayerRouteChat(max_tokens=llm.max_tokens, adapter=None).bind_tools([get_weather]).invoke(history)
+    assert routed.response_metadata["compute"]["routing"] == "after_tool_result"
+    assert routed.content == base.content
+    assert [(c["name"], c["args"]) for c in routed.tool_calls] == [(c["name"], c["args"]) for c in base.tool_calls]
 
 
 def test_routed_greedy_matches_base_generate(llm: LayerRouteChat) -> None:
