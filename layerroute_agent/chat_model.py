@@ -37,6 +37,7 @@ from layerroute_agent.runtime import (
     BASE_MODEL_REASONS,
     DEFAULT_ADAPTER,
     FORCED_REPLY,
+    NO_TOOLS,
     OVERRIDE,
     RoutedRuntime,
     get_runtime,
@@ -214,11 +215,11 @@ class LayerRouteChat(BaseChatModel):
     every result instead of replying. An adapter trained without such steps did the same with every block
     run and its LoRA on, while the base model replied. Steps that start a turn (after a user message)
     are routed."""
-    route_forced_replies: bool = False
-    """``False`` (default) runs the base model on a step whose reply is forced: ``tool_choice`` ``any``,
-    ``required`` or a tool name, or ``with_structured_output``. The adapters trained here learnt from free
-    replies, and with one routing those forced steps the offline model wrote malformed calls and misspelt
-    keys in four tests that pass with the base model."""
+    route_outside_agent_steps: bool = False
+    """``False`` (default) runs the base model on steps unlike those the adapters are trained on: a reply
+    forced by ``tool_choice`` (``any``, ``required`` or a tool name) or by ``with_structured_output``, and
+    a step offered no tools. With the shipped adapter routing them, the offline model wrote malformed
+    forced calls and misspelt structured-output keys, and listed 1 among the first five primes."""
     parallel_tool_calls: bool = True
     """``False`` ends a reply at the end of its first complete tool call, so each step makes at most one call
     and decodes no further. ``bind_tools(..., parallel_tool_calls=...)`` and a call's own argument override it."""
@@ -244,7 +245,7 @@ class LayerRouteChat(BaseChatModel):
                 "top_p": self.top_p, "seed": self.seed, "stop": self.stop,
                 "parallel_tool_calls": self.parallel_tool_calls,
                 "route_after_tool_results": self.route_after_tool_results,
-                "route_forced_replies": self.route_forced_replies}
+                "route_outside_agent_steps": self.route_outside_agent_steps}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
         params = super()._get_ls_params(stop=stop, **kwargs)
@@ -384,14 +385,18 @@ class LayerRouteChat(BaseChatModel):
             choice = names[0]
         return tools, choice
 
-    def _full_depth_reason(self, messages: list[BaseMessage], forced: bool) -> str | None:
+    def _full_depth_reason(self, messages: list[BaseMessage], has_tools: bool, forced: bool) -> str | None:
         """Return why this step runs every block without routers, or ``None`` when the routers decide."""
         if not self.routing:
             return OVERRIDE
         if messages and isinstance(messages[-1], ToolMessage) and not self.route_after_tool_results:
             return AFTER_TOOL_RESULT
-        if forced and not self.route_forced_replies:
+        if self.route_outside_agent_steps:
+            return None
+        if forced:
             return FORCED_REPLY
+        if not has_tools:
+            return NO_TOOLS
         return None
 
     def _iter_reply(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
@@ -413,7 +418,7 @@ class LayerRouteChat(BaseChatModel):
         runtime = get_runtime(kwargs.get("model", self.model_name), self.adapter, self.dtype, self.device)
         names = [tool["function"]["name"] for tool in tools] if tools else []
         prefix, constraint = _forced_reply(choice, names, instruction is not None, runtime.tokenizer)
-        full_depth_reason = self._full_depth_reason(messages, forced=constraint is not None)
+        full_depth_reason = self._full_depth_reason(messages, bool(tools), forced=constraint is not None)
         route_all = full_depth_reason is not None
         base_weights = full_depth_reason in BASE_MODEL_REASONS
         prompt_ids = self._prompt_ids(runtime, messages, tools, prefix)

@@ -39,9 +39,11 @@ AFTER_TOOL_RESULT = "after_tool_result"
 FORCED_REPLY = "forced_reply"
 """``routing`` of a step that ran the base model because its reply was forced: a ``tool_choice`` other than
 ``auto`` or ``none``, or structured output through ``response_format``."""
-FULL_DEPTH_REASONS = (OVERRIDE, AFTER_TOOL_RESULT, FORCED_REPLY)
+NO_TOOLS = "no_tools"
+"""``routing`` of a step that ran the base model because it was offered no tools (plain chat)."""
+FULL_DEPTH_REASONS = (OVERRIDE, AFTER_TOOL_RESULT, FORCED_REPLY, NO_TOOLS)
 """``routing`` values of steps that evaluated no router and ran every block."""
-BASE_MODEL_REASONS = (AFTER_TOOL_RESULT, FORCED_REPLY)
+BASE_MODEL_REASONS = (AFTER_TOOL_RESULT, FORCED_REPLY, NO_TOOLS)
 """The full-depth reasons whose steps also leave out the adapter's LoRA: they run the untouched base model."""
 
 
@@ -155,4 +157,4 @@ def get_runtime(spec: str, adapter: str | None, dtype: str, device: str) -> Rout
         return _runtimes[key]
 
 
-__all__ = ["AFTER_TOOL_RESULT", "BASE_MODEL_REASONS", "DEFAULT_ADAPTER", "FORCED_REPLY", "FULL_DEPTH_REASONS", "OVERRIDE", "RoutedRuntime", "get_runtime", "resolve_adapter", "shipped_adapter_path"]
+__all__ = ["AFTER_TOOL_RESULT", "BASE_MODEL_REASONS", "DEFAULT_ADAPTER", "FORCED_REPLY", "FULL_DEPTH_REASONS", "NO_TOOLS", "OVERRIDE", "RoutedRuntime", "get_runtime", "resolve_adapter", "shipped_adapter_path"]

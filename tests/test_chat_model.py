@@ -39,7 +39,7 @@ def test_invoke_returns_usage_and_compute(llm: LayerRouteChat) -> None:
     assert metadata["finish_reason"] in ("stop", "length")
     compute = metadata["compute"]
     assert compute["mode"] == "planning"
-    assert compute["routing"] == "untrained"
+    assert compute["routing"] == "no_tools"
     assert compute["blocks_skipped"] == []
     assert compute["blocks_run"] == [0, 1, 2, 3]
     assert compute["flops_executed"] > 0
@@ -254,11 +254,11 @@ def test_step_after_tool_result_runs_every_block(tiny_model_dir: Path) -> None:
     history = [HumanMessage("weather in Lyon?"),
                AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Lyon"}, "id": "c1"}]),
                ToolMessage("sunny in Lyon", tool_call_id="c1")]
-    default = LayerRouteChat(model=str(tiny_model_dir), adapter=None, max_tokens=4)
+    default = LayerRouteChat(model=str(tiny_model_dir), adapter=None, max_tokens=4).bind_tools([get_weather])
     assert default.invoke(history).response_metadata["compute"]["routing"] == "after_tool_result"
     assert default.invoke(history[:1]).response_metadata["compute"]["routing"] == "untrained"
     routed = LayerRouteChat(model=str(tiny_model_dir), adapter=None, max_tokens=4, route_after_tool_results=True)
-    assert routed.invoke(history).response_metadata["compute"]["routing"] == "untrained"
+    assert routed.bind_tools([get_weather]).invoke(history).response_metadata["compute"]["routing"] == "untrained"
     off = LayerRouteChat(model=str(tiny_model_dir), adapter=None, max_tokens=4, routing=False)
     assert off.invoke(history).response_metadata["compute"]["routing"] == "override"
 
@@ -279,14 +279,14 @@ def test_step_after_tool_result_uses_base_weights(tiny_model_dir: Path, tiny_ada
         return real_stream(model, *args)
 
     monkeypatch.setattr(runtime_module, "stream_tokens", stream_tokens)
-    llm.invoke(history)
-    llm.invoke(history[:1])
+    llm.bind_tools([get_weather]).invoke(history)
+    llm.bind_tools([get_weather]).invoke(history[:1])
     LayerRouteChat(model=str(tiny_model_dir), adapter=str(tiny_adapter), max_tokens=4, routing=False).invoke(history)
     assert seen == [runtime.base, runtime.routed, runtime.routed]
 
 
-def test_forced_reply_uses_base_weights(tiny_model_dir: Path, tiny_adapter: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_steps_outside_agents_use_base_weights(tiny_model_dir: Path, tiny_adapter: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     llm = LayerRouteChat(model=str(tiny_model_dir), adapter=str(tiny_adapter), max_tokens=6)
     runtime = llm.runtime
     seen = []
@@ -300,9 +300,12 @@ def test_forced_reply_uses_base_weights(tiny_model_dir: Path, tiny_adapter: Path
     forced = llm.bind_tools([get_weather], tool_choice="get_weather").invoke("weather?")
     free = llm.bind_tools([get_weather]).invoke("weather?")
     structured = llm.with_structured_output({"title": "City", "type": "object"}, include_raw=True).invoke("city?")
-    routed = llm.model_copy(update={"route_forced_replies": True})
+    plain = llm.invoke("hello")
+    routed = llm.model_copy(update={"route_outside_agent_steps": True})
     routed.bind_tools([get_weather], tool_choice="any").invoke("weather?")
+    routed.invoke("hello")
     assert forced.response_metadata["compute"]["routing"] == "forced_reply"
     assert free.response_metadata["compute"]["routing"] == "learnt"
     assert structured["raw"].response_metadata["compute"]["routing"] == "forced_reply"
-    assert seen == [runtime.base, runtime.routed, runtime.base, runtime.routed]
+    assert plain.response_metadata["compute"]["routing"] == "no_tools"
+    assert seen == [runtime.base, runtime.routed, runtime.base, runtime.base, runtime.routed, runtime.routed]
