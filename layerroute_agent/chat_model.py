@@ -195,7 +195,8 @@ class LayerRouteChat(BaseChatModel):
     """Routing adapter folder. ``"default"`` (default) takes the shipped adapter of the default model when the
     package has one. ``None`` uses untrained routers, which run every block, so the model is the base model."""
     routing: bool = True
-    """``False`` runs every block whatever the routers decide (for A/B comparisons)."""
+    """``False`` runs every block whatever the routers decide, with the adapter's LoRA kept (for A/B
+    comparisons)."""
     dtype: str = "bfloat16"
     """Parameter dtype: ``bfloat16`` (default, fastest on CPUs with AVX-512 bf16) or ``float32``."""
     device: str = "cpu"

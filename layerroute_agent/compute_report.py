@@ -33,7 +33,8 @@ class StepRecord:
     model_name: str
     routing: str
     """Source of the block decisions: ``learnt`` (a trained adapter), ``untrained`` (fresh routers run every
-    block), or ``override``."""
+    block), or why the step ran every block without routers: ``override`` (``routing=False``), or
+    ``after_tool_result``, ``forced_reply`` or ``no_tools``, which run the base model without LoRA."""
     blocks_run: list[int]
     blocks_skipped: list[int]
     flops_executed: int
