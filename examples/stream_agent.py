@@ -129,7 +129,7 @@ async def amain(argv: Sequence[str] | None = None) -> tuple[int, StreamedRun]:
     """Parse the options, stream the run, print the episode table, and return the exit status and the run."""
     args = parse_args(argv)
     adapter = None if args.adapter.lower() == "none" else args.adapter
-    # The system prompt asks for one call per reply, and parallel_tool_calls=False enforces it.
+    # The system prompt requests one call per reply, and parallel_tool_calls=False enforces it.
     llm = LayerRouteChat(adapter=adapter, max_tokens=args.max_tokens, parallel_tool_calls=False)
 
     print(f"Task: {args.task}", flush=True)

@@ -87,7 +87,7 @@ def merge_lora_keeping_base(model: nn.Module) -> nn.Module:
 def share_modules_except(module: nn.Module, replacements: dict[str, nn.Module]) -> nn.Module:
     """Return a copy of ``module`` whose submodules at the dotted paths in ``replacements`` are swapped.
 
-    Only the modules on a path to a replacement are copied (shallowly, with their own child table); every
+    Only the modules on a path to a replacement are copied, shallowly and with their own child table. Every
     other submodule, parameter and buffer is the same object in ``module`` and in the copy.
     """
     twin = copy.copy(module)

@@ -76,8 +76,8 @@ class RoutedRuntime:
     counter: FlopsCounter
     full_counter: FlopsCounter
     base: RoutedCausalLM | None = None
-    """The base model without the adapter's LoRA, sharing every other weight with ``routed``; ``None``
-    when the adapter has no LoRA (then ``routed`` running every block is the base model)."""
+    """The base model without the adapter's LoRA, which shares every other weight with ``routed``. It is
+    ``None`` when the adapter has no LoRA, because ``routed`` running every block is then the base model."""
 
     @property
     def routing_label(self) -> str:
@@ -88,8 +88,8 @@ class RoutedRuntime:
                  base_weights: bool = False) -> Iterator[str | GenerationResult]:
         """Generate one reply; yields text pieces, then the :class:`GenerationResult`.
 
-        ``route_all`` runs every block without evaluating a router; ``base_weights`` also leaves out the
-        adapter's LoRA, so the step runs the untouched base model (it implies ``route_all``).
+        ``route_all`` runs every block without evaluating a router. ``base_weights`` implies it and also
+        leaves out the adapter's LoRA, so the step runs the untouched base model.
         """
         if base_weights:
             model, override = self.base or self.routed, RouteOverride.run_all()
