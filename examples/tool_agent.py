@@ -397,7 +397,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "complete call, as the system prompt asks (LayerRouteChat(parallel_tool_calls=False))")
     parser.add_argument("--route-after-tool-results", action="store_true",
                         help="let the routers skip blocks on steps that follow a tool result too; by default "
-                             "those steps run every block (LayerRouteChat(route_after_tool_results=False))")
+                             "those steps run the base model (LayerRouteChat(route_after_tool_results=False))")
     parser.add_argument("--full-depth", action="store_true",
                         help="run every block on every step, with the adapter's LoRA kept (LayerRouteChat(routing=False))")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the episode report as JSON to PATH")

@@ -116,6 +116,13 @@ def _forced_reply(tool_choice: str | None, names: list[str], json_reply: bool, t
     return "", None
 
 
+def _ends_with_tool_result(messages: list[BaseMessage]) -> bool:
+    """Return whether the prompt's last turn is a tool result: a ``ToolMessage``, or a ``HumanMessage`` whose
+    Anthropic-style ``tool_result`` blocks are its only content."""
+    template = to_template_messages(messages[-1:]) if messages else []
+    return bool(template) and template[-1]["role"] == "tool"
+
+
 class LayerRouteChat(BaseChatModel):
     """Chat model over a local decoder whose blocks are skipped by learnt per-block routers.
 
@@ -214,13 +221,13 @@ class LayerRouteChat(BaseChatModel):
     no router and no LoRA. There the model decides between calling again and replying in text. With a
     trained adapter, skipping a single block on those steps made the example agent call a tool again after
     every result instead of replying. An adapter trained without such steps did the same with every block
-    run and its LoRA on, while the base model replied. Steps that start a turn (after a user message)
-    are routed."""
+    run and its LoRA on, while the base model replied."""
     route_outside_agent_steps: bool = False
-    """``False`` (default) runs the base model on steps unlike those the adapters are trained on: a reply
-    forced by ``tool_choice`` (``any``, ``required`` or a tool name) or by ``with_structured_output``, and
-    a step offered no tools. With the shipped adapter routing them, the offline model wrote malformed
-    forced calls and misspelt structured-output keys, and listed 1 among the first five primes."""
+    """``False`` (default) runs the base model on a reply forced by ``tool_choice`` (``any``, ``required`` or
+    a tool name) or by ``with_structured_output``, and on a step offered no tools. With the shipped adapter
+    on those steps, the offline model wrote malformed forced calls and misspelt structured-output keys,
+    and listed 1 among the first five primes; the base model did not. Agent steps offered tools with a
+    free reply are routed."""
     parallel_tool_calls: bool = True
     """``False`` ends a reply at the end of its first complete tool call, so each step makes at most one call
     and decodes no further. ``bind_tools(..., parallel_tool_calls=...)`` and a call's own argument override it."""
@@ -390,7 +397,7 @@ class LayerRouteChat(BaseChatModel):
         """Return why this step runs every block without routers, or ``None`` when the routers decide."""
         if not self.routing:
             return OVERRIDE
-        if messages and isinstance(messages[-1], ToolMessage) and not self.route_after_tool_results:
+        if _ends_with_tool_result(messages) and not self.route_after_tool_results:
             return AFTER_TOOL_RESULT
         if self.route_outside_agent_steps:
             return None

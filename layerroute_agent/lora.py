@@ -75,8 +75,8 @@ def merge_lora_keeping_base(model: nn.Module) -> nn.Module:
     """Merge every LoRA update into ``model`` as :func:`merge_lora` does, and return a twin that runs the base weights.
 
     The twin shares every module, parameter and buffer with ``model`` except the LoRA targets, for which it
-    keeps copies of the unmerged base layers. For rank-8 q/k/v/o on Qwen2.5-0.5B those copies are 44M
-    parameters (88 MB in bfloat16); the rest of the model is not copied.
+    keeps copies of the unmerged base layers. For q/k/v/o on Qwen2.5-0.5B those copies are 44M parameters
+    (88 MB in bfloat16), whatever the LoRA rank. The rest of the model is not copied.
     """
     originals = {name: copy.deepcopy(module.get_base_layer()) for name, module in model.named_modules()
                  if isinstance(module, LoraLayer)}
@@ -88,7 +88,8 @@ def share_modules_except(module: nn.Module, replacements: dict[str, nn.Module]) 
     """Return a copy of ``module`` whose submodules at the dotted paths in ``replacements`` are swapped.
 
     Only the modules on a path to a replacement are copied, shallowly and with their own child table. Every
-    other submodule, parameter and buffer is the same object in ``module`` and in the copy.
+    other submodule, parameter and buffer is the same object in ``module`` and in the copy. The copied
+    modules also share their hook tables with the originals, so a hook registered later on one fires on both.
     """
     twin = copy.copy(module)
     twin.__dict__["_modules"] = dict(module._modules)

@@ -77,7 +77,10 @@ class RoutedRuntime:
     full_counter: FlopsCounter
     base: RoutedCausalLM | None = None
     """The base model without the adapter's LoRA, which shares every other weight with ``routed``. It is
-    ``None`` when the adapter has no LoRA, because ``routed`` running every block is then the base model."""
+    ``None`` when the adapter has no LoRA, because ``routed`` running every block is then the base model.
+
+    NOTE: ``.to()`` on one of the two models moves the shared weights but not the other's own q/k/v/o, so
+    move neither after loading; load the runtime on the device and dtype it should use."""
 
     @property
     def routing_label(self) -> str:
@@ -138,7 +141,7 @@ def _build_runtime(spec: str, adapter_path: str | None, dtype: str, device: str)
         if base_model is not loaded.model:
             base = RoutedCausalLM(base_model, routers).eval()
     if has_unmerged_lora(loaded.model):
-        raise RuntimeError("LoRA must be merged before inference; load adapters through load_adapter")
+        raise RuntimeError("LoRA must be merged before inference; load adapters through load_adapter_keeping_base")
     routed = RoutedCausalLM(loaded.model, routers).eval()
     counter = FlopsCounter(ModelShape.from_config(loaded.model.config))
     # LoRA is merged, so the routed model and the base model have the same per-block cost.

@@ -23,6 +23,12 @@ def get_weather(city: str) -> str:
     return f"sunny in {city}"
 
 
+@tool
+def convert_currency(amount: float, source: str, target: str) -> str:
+    """Convert an amount of money from one currency to another."""
+    return f"{amount} {source} in {target}"
+
+
 @pytest.fixture
 def llm(tiny_model_dir: Path) -> LayerRouteChat:
     return LayerRouteChat(model=str(tiny_model_dir), adapter=None, max_tokens=12)
@@ -297,15 +303,45 @@ def test_steps_outside_agents_use_base_weights(tiny_model_dir: Path, tiny_adapte
         return real_stream(model, *args)
 
     monkeypatch.setattr(runtime_module, "stream_tokens", stream_tokens)
-    forced = llm.bind_tools([get_weather], tool_choice="get_weather").invoke("weather?")
-    free = llm.bind_tools([get_weather]).invoke("weather?")
-    structured = llm.with_structured_output({"title": "City", "type": "object"}, include_raw=True).invoke("city?")
-    plain = llm.invoke("hello")
+    tools = [get_weather, convert_currency]
+    tool_result = [HumanMessage("weather in Lyon?"),
+                   AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Lyon"}, "id": "c1"}]),
+                   ToolMessage("sunny in Lyon", tool_call_id="c1")]
+    cases = [
+        ("named tool", lambda chat: chat.bind_tools(tools, tool_choice="get_weather").invoke("weather?"),
+         "forced_reply"),
+        ("any", lambda chat: chat.bind_tools(tools, tool_choice="any").invoke("weather?"), "forced_reply"),
+        ("required", lambda chat: chat.bind_tools(tools, tool_choice="required").invoke("weather?"), "forced_reply"),
+        ("true", lambda chat: chat.bind_tools([get_weather], tool_choice=True).invoke("weather?"), "forced_reply"),
+        ("auto", lambda chat: chat.bind_tools(tools, tool_choice="auto").invoke("weather?"), "learnt"),
+        ("free", lambda chat: chat.bind_tools(tools).invoke("weather?"), "learnt"),
+        ("none", lambda chat: chat.bind_tools(tools, tool_choice="none").invoke("weather?"), "no_tools"),
+        ("plain", lambda chat: chat.invoke("hello"), "no_tools"),
+        ("structured", lambda chat: chat.with_structured_output({"title": "City", "type": "object"},
+                                                                 include_raw=True).invoke("city?")["raw"],
+         "forced_reply"),
+        ("forced after result", lambda chat: chat.bind_tools(tools, tool_choice="any").invoke(tool_result),
+         "after_tool_result"),
+    ]
+    for name, call, reason in cases:
+        seen.clear()
+        assert call(llm).response_metadata["compute"]["routing"] == reason, name
+        assert seen == [runtime.routed if reason == "learnt" else runtime.base], name
+
     routed = llm.model_copy(update={"route_outside_agent_steps": True})
-    routed.bind_tools([get_weather], tool_choice="any").invoke("weather?")
-    routed.invoke("hello")
-    assert forced.response_metadata["compute"]["routing"] == "forced_reply"
-    assert free.response_metadata["compute"]["routing"] == "learnt"
-    assert structured["raw"].response_metadata["compute"]["routing"] == "forced_reply"
-    assert plain.response_metadata["compute"]["routing"] == "no_tools"
-    assert seen == [runtime.base, runtime.routed, runtime.base, runtime.base, runtime.routed, runtime.routed]
+    for name, call, reason in cases:
+        seen.clear()
+        expected = "after_tool_result" if reason == "after_tool_result" else "learnt"
+        assert call(routed).response_metadata["compute"]["routing"] == expected, name
+        assert seen == [runtime.base if expected == "after_tool_result" else runtime.routed], name
+
+
+def test_anthropic_tool_result_counts_as_tool_result(tiny_model_dir: Path) -> None:
+    llm = LayerRouteChat(model=str(tiny_model_dir), adapter=None, max_tokens=4).bind_tools([get_weather])
+    call = AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Lyon"}, "id": "c1"}])
+    result_only = HumanMessage([{"type": "tool_result", "tool_use_id": "c1", "content": "sunny in Lyon"}])
+    with_text = HumanMessage([{"type": "tool_result", "tool_use_id": "c1", "content": "sunny in Lyon"},
+                              {"type": "text", "text": "And in Paris?"}])
+    history = [HumanMessage("weather in Lyon?"), call]
+    assert llm.invoke([*history, result_only]).response_metadata["compute"]["routing"] == "after_tool_result"
+    assert llm.invoke([*history, with_text]).response_metadata["compute"]["routing"] == "untrained"

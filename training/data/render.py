@@ -36,8 +36,8 @@ class RenderedExample:
         prompt_length: number of prompt ids; ``input_ids[prompt_length:]`` are the ids to train on.
         mode: the example's mode label.
         source: the example's source name.
-        after_tool_result: whether the prompt ends with a tool result. ``LayerRouteChat`` runs every block
-            on such steps unless ``route_after_tool_results`` is set.
+        after_tool_result: whether the prompt ends with a tool result. ``LayerRouteChat`` runs the base
+            model on such steps unless ``route_after_tool_results`` is set.
     """
 
     input_ids: list[int]
