@@ -269,14 +269,8 @@ def test_step_after_tool_result_runs_every_block(tiny_model_dir: Path) -> None:
     assert off.invoke(history).response_metadata["compute"]["routing"] == "override"
 
 
-def test_step_after_tool_result_uses_base_weights(tiny_model_dir: Path, tiny_adapter: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    history = [HumanMessage("weather in Lyon?"),
-               AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Lyon"}, "id": "c1"}]),
-               ToolMessage("sunny in Lyon", tool_call_id="c1")]
-    llm = LayerRouteChat(model=str(tiny_model_dir), adapter=str(tiny_adapter), max_tokens=4)
-    runtime = llm.runtime
-    assert runtime.base is not None and runtime.base is not runtime.routed
+def record_models(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Make every step record the model it runs (routed or base twin) in the returned list."""
     seen = []
     real_stream = runtime_module.stream_tokens
 
@@ -285,6 +279,18 @@ def test_step_after_tool_result_uses_base_weights(tiny_model_dir: Path, tiny_ada
         return real_stream(model, *args)
 
     monkeypatch.setattr(runtime_module, "stream_tokens", stream_tokens)
+    return seen
+
+
+def test_step_after_tool_result_uses_base_weights(tiny_model_dir: Path, tiny_adapter: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    history = [HumanMessage("weather in Lyon?"),
+               AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Lyon"}, "id": "c1"}]),
+               ToolMessage("sunny in Lyon", tool_call_id="c1")]
+    llm = LayerRouteChat(model=str(tiny_model_dir), adapter=str(tiny_adapter), max_tokens=4)
+    runtime = llm.runtime
+    assert runtime.base is not None and runtime.base is not runtime.routed
+    seen = record_models(monkeypatch)
     llm.bind_tools([get_weather]).invoke(history)
     llm.bind_tools([get_weather]).invoke(history[:1])
     LayerRouteChat(model=str(tiny_model_dir), adapter=str(tiny_adapter), max_tokens=4, routing=False).invoke(history)
@@ -295,14 +301,7 @@ def test_steps_outside_agents_use_base_weights(tiny_model_dir: Path, tiny_adapte
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     llm = LayerRouteChat(model=str(tiny_model_dir), adapter=str(tiny_adapter), max_tokens=6)
     runtime = llm.runtime
-    seen = []
-    real_stream = runtime_module.stream_tokens
-
-    def stream_tokens(model, *args):
-        seen.append(model)
-        return real_stream(model, *args)
-
-    monkeypatch.setattr(runtime_module, "stream_tokens", stream_tokens)
+    seen = record_models(monkeypatch)
     tools = [get_weather, convert_currency]
     tool_result = [HumanMessage("weather in Lyon?"),
                    AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Lyon"}, "id": "c1"}]),
