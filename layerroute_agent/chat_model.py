@@ -225,9 +225,9 @@ class LayerRouteChat(BaseChatModel):
     route_outside_agent_steps: bool = False
     """``False`` (default) runs the base model on a reply forced by ``tool_choice`` (``any``, ``required`` or
     a tool name) or by ``with_structured_output``, and on a step offered no tools. With the shipped adapter
-    on those steps, the offline model wrote malformed forced calls and misspelt structured-output keys,
-    and listed 1 among the first five primes; the base model did not. Agent steps offered tools with a
-    free reply are routed."""
+    on those steps, the offline model wrote malformed forced calls and misspelt structured-output keys.
+    It also listed 1 among the first five primes, which the base model did not. Agent steps offered tools
+    with a free reply are routed."""
     parallel_tool_calls: bool = True
     """``False`` ends a reply at the end of its first complete tool call, so each step makes at most one call
     and decodes no further. ``bind_tools(..., parallel_tool_calls=...)`` and a call's own argument override it."""

@@ -79,8 +79,8 @@ class RoutedRuntime:
     """The base model without the adapter's LoRA, which shares every other weight with ``routed``. It is
     ``None`` when the adapter has no LoRA, because ``routed`` running every block is then the base model.
 
-    NOTE: ``.to()`` on one of the two models moves the shared weights but not the other's own q/k/v/o, so
-    move neither after loading; load the runtime on the device and dtype it should use."""
+    NOTE: ``.to()`` on one of the two models moves the shared weights but not the other's own q/k/v/o.
+    Move neither after loading. Load the runtime on the device and dtype it should use instead."""
 
     @property
     def routing_label(self) -> str:
