@@ -94,10 +94,8 @@ class RoutedRuntime:
         ``route_all`` runs every block without evaluating a router. ``base_weights`` implies it and also
         leaves out the adapter's LoRA, so the step runs the untouched base model.
         """
-        if base_weights:
-            model, override = self.base or self.routed, RouteOverride.run_all()
-        else:
-            model, override = self.routed, RouteOverride.run_all() if route_all else None
+        model = self.base if base_weights and self.base is not None else self.routed
+        override = RouteOverride.run_all() if route_all or base_weights else None
         return stream_tokens(model, self.tokenizer, prompt_ids, config, override)
 
     def step_record(self, result: GenerationResult, mode: Mode, tool_calls: list[str],
