@@ -88,6 +88,15 @@ class BlockKVCache:
         self._lengths[layer_idx] = end
         return keys[:, :, :end], values[:, :, :end]  # (B, H_kv, K, d) each
 
+    def drop_last(self, positions: int) -> None:
+        """Forget the last ``positions`` positions of every block, e.g. drafted tokens that were rejected."""
+        if positions < 0:
+            raise ValueError(f"positions must be >= 0, got {positions}")
+        for layer_idx, length in self._lengths.items():
+            if positions > length:
+                raise ValueError(f"block {layer_idx} caches {length} positions; cannot drop {positions}")
+            self._lengths[layer_idx] = length - positions
+
     def cached_blocks(self) -> list[int]:
         """Return the indices of blocks that hold cache entries."""
         return sorted(self._keys)

@@ -228,6 +228,11 @@ class LayerRouteChat(BaseChatModel):
     on those steps, the offline model wrote malformed forced calls and misspelt structured-output keys.
     It also listed 1 among the first five primes, which the base model did not. Agent steps offered tools
     with a free reply are routed."""
+    draft_tokens: int = Field(default=4, ge=0)
+    """Most tokens copied from earlier in the prompt or reply as a draft that one decode pass checks (default
+    4; 0 turns drafting off). Only tokens equal to the model's own greedy choice are kept, so replies do not
+    change; tool calls, which copy names and arguments from the prompt, need fewer passes. Greedy decoding
+    only: sampling and constrained replies decode one token per pass."""
     parallel_tool_calls: bool = True
     """``False`` ends a reply at the end of its first complete tool call, so each step makes at most one call
     and decodes no further. ``bind_tools(..., parallel_tool_calls=...)`` and a call's own argument override it."""
@@ -251,7 +256,7 @@ class LayerRouteChat(BaseChatModel):
         return {"model_name": self.model_name, "adapter": self.adapter, "routing": self.routing, "dtype": self.dtype,
                 "device": self.device, "max_tokens": self.max_tokens, "temperature": self.temperature,
                 "top_p": self.top_p, "seed": self.seed, "stop": self.stop,
-                "parallel_tool_calls": self.parallel_tool_calls,
+                "parallel_tool_calls": self.parallel_tool_calls, "draft_tokens": self.draft_tokens,
                 "route_after_tool_results": self.route_after_tool_results,
                 "route_outside_agent_steps": self.route_outside_agent_steps}
 
@@ -359,6 +364,7 @@ class LayerRouteChat(BaseChatModel):
             top_p=kwargs.get("top_p", self.top_p),
             seed=kwargs.get("seed", self.seed),
             stop=tuple(stop or self.stop or ()),
+            draft_tokens=self.draft_tokens,
         )
 
     def _prompt_ids(self, runtime: RoutedRuntime, messages: list[BaseMessage], tools: list[dict] | None,

@@ -40,13 +40,19 @@ class StepRecord:
     flops_executed: int
     """FLOPs this step ran, routers and unmerged LoRA included."""
     flops_full: int
-    """FLOPs of the same step (same tokens) with every block run and no routers."""
+    """FLOPs of the same step (same tokens) with every block run, no routers and one token per decode pass."""
     tokens_in: int
     tokens_out: int
     prefill_seconds: float
     decode_seconds: float
     tool_calls: list[str] = field(default_factory=list)
     """Names of the tools called in this step."""
+    decode_passes: int = 0
+    """Decode forward passes after prefill; fewer than ``tokens_out`` when drafted tokens were accepted."""
+    tokens_drafted: int = 0
+    """Tokens copied from the prompt or reply as drafts and checked by decode passes."""
+    tokens_accepted: int = 0
+    """Drafted tokens kept because they equalled the model's own choice."""
 
     @property
     def flops_saved_share(self) -> float:
@@ -85,8 +91,10 @@ TABLE_HEADER = ("step", "mode", "tool calls", "blocks skipped", "GFLOPs run", "G
 # NOTE: a tool name that contains whitespace comes back from from_csv split into several names.
 CSV_COLUMNS = ("step", "mode", "tool_calls", "blocks_run", "blocks_skipped", "flops_executed", "flops_full",
                "flops_saved_share", "blocks_skipped_share", "tokens_in", "tokens_out", "prefill_seconds",
-               "decode_seconds", "model_name", "routing")
+               "decode_seconds", "model_name", "routing", "decode_passes", "tokens_drafted", "tokens_accepted")
 _CSV_INTS = ("flops_executed", "flops_full", "tokens_in", "tokens_out")
+_CSV_DRAFT_INTS = ("decode_passes", "tokens_drafted", "tokens_accepted")
+"""Columns added with drafted decoding; a CSV written before them reads them as 0."""
 _CSV_FLOATS = ("prefill_seconds", "decode_seconds")
 
 
@@ -129,7 +137,7 @@ def _csv_row(index: int, step: StepRecord) -> dict[str, Any]:
 
 def _record_from_csv_row(line: int, row: dict[str, str]) -> StepRecord:
     """Rebuild one step from a CSV row; ``line`` (1-based, header included) names the row in errors."""
-    missing = [column for column in CSV_COLUMNS if row.get(column) is None]
+    missing = [column for column in CSV_COLUMNS if row.get(column) is None and column not in _CSV_DRAFT_INTS]
     if missing:
         raise ValueError(f"CSV line {line} is missing the columns {missing}. Write the file with EpisodeReport.to_csv")
     try:
@@ -141,6 +149,7 @@ def _record_from_csv_row(line: int, row: dict[str, str]) -> StepRecord:
             blocks_skipped=[int(value) for value in row["blocks_skipped"].split()],
             tool_calls=row["tool_calls"].split(),
             **{name: int(row[name]) for name in _CSV_INTS},
+            **{name: int(row.get(name) or 0) for name in _CSV_DRAFT_INTS},
             **{name: float(row[name]) for name in _CSV_FLOATS},
         )
     except ValueError as err:

@@ -9,7 +9,9 @@ Conventions (a multiply-add is 2 FLOPs):
   computes them for the last prompt token and each decoded token only;
 * each evaluated router costs its pooling (``2 x hidden x prompt tokens``) plus ``2 x hidden`` for its
   linear map (its RMS scaling, about ``3 x hidden``, is left out like the other norms);
-* unmerged LoRA of rank ``r`` adds ``2 x r x (in + out)`` per adapted projection per token.
+* unmerged LoRA of rank ``r`` adds ``2 x r x (in + out)`` per adapted projection per token;
+* a decode pass that checks drafted tokens costs each of its tokens like a decoded token, the drafts that
+  turn out wrong included.
 
 Norms, rotary embeddings, activations, softmax and biases are left out (well under 1% here).
 For Qwen2.5-0.5B (hidden 896, MLP 4864, 14 query / 2 KV heads of 64) one block is about 29.8 MFLOPs
@@ -18,6 +20,7 @@ per token before attention and the LM head about 272 MFLOPs per position.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -101,16 +104,25 @@ class FlopsCounter:
         """FLOPs of one decoded token that attends to ``context`` keys (itself included)."""
         return blocks_run * self.block_token(context) + self.lm_head
 
-    def step(self, prompt_tokens: int, decoded_tokens: int, blocks_run: int, routers_evaluated: int = 0) -> int:
-        """FLOPs of a whole generation step: prefill, then ``decoded_tokens`` decode calls.
+    def decode_pass(self, cached: int, tokens: int, blocks_run: int) -> int:
+        """FLOPs of one decode pass that runs ``tokens`` new tokens after ``cached`` positions, logits for each.
 
-        The ``i``-th decode call (0-based) feeds token ``prompt_tokens + i`` and attends to
-        ``prompt_tokens + i + 1`` keys.
+        A pass of one token is :meth:`decode`; more tokens are a drafted run checked in one pass.
         """
-        total = self.prefill(prompt_tokens, blocks_run) + self.routers(prompt_tokens, routers_evaluated)
-        for i in range(decoded_tokens):
-            total += self.decode(prompt_tokens + i + 1, blocks_run)
-        return total
+        return sum(self.decode(cached + offset + 1, blocks_run) for offset in range(tokens))
 
+    def step(self, prompt_tokens: int, decoded_tokens: int, blocks_run: int, routers_evaluated: int = 0,
+             passes: Sequence[tuple[int, int]] | None = None) -> int:
+        """FLOPs of a whole generation step: prefill, then its decode passes.
+
+        Without ``passes`` the step runs ``decoded_tokens`` one-token decode calls, the ``i``-th (0-based)
+        feeding token ``prompt_tokens + i`` that attends to ``prompt_tokens + i + 1`` keys. ``passes`` gives
+        the decode passes as run instead, as (positions cached before the pass, tokens in it), and then
+        ``decoded_tokens`` is not read. Drafted tokens that were rejected count: they were computed.
+        """
+        if passes is None:
+            passes = [(prompt_tokens + i, 1) for i in range(decoded_tokens)]
+        total = self.prefill(prompt_tokens, blocks_run) + self.routers(prompt_tokens, routers_evaluated)
+        return total + sum(self.decode_pass(cached, tokens, blocks_run) for cached, tokens in passes)
 
 __all__ = ["FlopsCounter", "ModelShape"]

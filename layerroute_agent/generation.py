@@ -16,7 +16,8 @@ from typing import Protocol
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from layerroute_agent.routing import RoutedCausalLM, RouteOverride, StepDecisions
+from layerroute_agent.drafting import PromptLookup
+from layerroute_agent.routing import GenerationState, RoutedCausalLM, RouteOverride, StepDecisions
 
 
 class DecodingConstraint(Protocol):
@@ -48,6 +49,11 @@ class GenerationConfig:
     until ``constraint.complete_length`` finds the reply complete, and the reply is cut at that length and
     ends there (finish ``"stop"``). Forced tool calls and JSON replies use this. ``max_new_tokens`` still
     bounds the reply."""
+    draft_tokens: int = 0
+    """Most tokens copied from earlier in the prompt or reply (:class:`~layerroute_agent.drafting.PromptLookup`)
+    that one decode pass checks along with the new token. Drafted tokens are kept only where they equal the
+    model's greedy choice, so the reply is unchanged; only greedy decoding without ``constraint`` drafts.
+    0 turns drafting off."""
     end_after: Callable[[str], int | None] | None = None
     """Function called with the reply text after each token. When it returns a length, the reply is cut there and
     ends (finish ``"stop"``). Unlike ``constraint`` it masks nothing, so the end-of-turn token may still end
@@ -55,6 +61,8 @@ class GenerationConfig:
 
     def __post_init__(self) -> None:
         problems = []
+        if self.draft_tokens < 0:
+            problems.append(f"draft_tokens must be >= 0, got {self.draft_tokens}")
         if self.max_new_tokens < 1:
             problems.append(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.temperature < 0:
@@ -77,9 +85,22 @@ class GenerationResult:
     decisions: StepDecisions
     prefill_seconds: float
     decode_seconds: float
-    decode_calls: int
-    """Number of single-token decode forwards run after prefill."""
+    decode_passes: list[tuple[int, int]] = field(default_factory=list)
+    """Each decode forward run after prefill, as (positions cached before it, tokens it ran). Without
+    drafting every pass runs one token."""
+    one_token_decode_calls: int = 0
+    """Decode forwards that one-token-at-a-time decoding runs for the same reply: one per token sampled after
+    the first (the end-of-turn token included)."""
+    tokens_drafted: int = 0
+    """Drafted tokens that decode passes checked."""
+    tokens_accepted: int = 0
+    """Drafted tokens kept because they equalled the model's greedy choice."""
     stop_token_ids: set[int] = field(default_factory=set)
+
+    @property
+    def decode_calls(self) -> int:
+        """Number of decode forwards run after prefill."""
+        return len(self.decode_passes)
 
 
 def _end_token_ids(tokenizer: PreTrainedTokenizerBase, generation_config: object | None) -> set[int]:
@@ -183,6 +204,67 @@ def _constrained(logits: torch.Tensor, constraint: DecodingConstraint, text: str
     return torch.full_like(logits, float("-inf")).index_copy(1, keep, logits.index_select(1, keep))
 
 
+def _finished_text(text: str, config: GenerationConfig) -> str | None:
+    """Return the reply cut where it ends (a stop string or a complete reply), or ``None`` while it goes on."""
+    cut = _cut_at_stop(text, config.stop)
+    if cut is None and config.constraint is not None:
+        complete = config.constraint.complete_length(text)
+        cut = None if complete is None else text[:complete]
+    if cut is None and config.end_after is not None:
+        complete = config.end_after(text)
+        cut = None if complete is None else text[:complete]
+    return cut
+
+
+class _Decoder:
+    """Runs the decode passes of one reply and hands out next-token logits one token at a time.
+
+    With drafting, a pass runs the new token followed by drafted tokens, and the logits of every accepted
+    draft are queued, so the tokens they predict need no pass of their own.
+    """
+
+    def __init__(self, routed: RoutedCausalLM, state: GenerationState, first_logits: torch.Tensor,
+                 drafter: PromptLookup | None, draft_tokens: int, banned: torch.Tensor) -> None:
+        self.routed, self.state, self.drafter = routed, state, drafter
+        self.draft_tokens, self.banned = draft_tokens, banned
+        self.queued = [first_logits]  # (1, V) logits whose token is not sampled yet
+        self.passes: list[tuple[int, int]] = []
+        self.drafted = self.accepted = 0
+
+    def next_logits(self) -> torch.Tensor:
+        """Return the ``(1, V)`` logits of the next token; :meth:`advance` must have run since the last call
+        when nothing is queued."""
+        return self.queued.pop(0)
+
+    def advance(self, token: int, room: int) -> None:
+        """Take the sampled ``token``; run a pass unless its successor's logits are queued already.
+
+        ``room`` is how many more tokens the reply may take after ``token``.
+        """
+        if self.drafter is not None:
+            self.drafter.extend([token])
+        if self.queued:
+            return
+        draft = [] if self.drafter is None else self.drafter.propose(min(self.draft_tokens, room - 1))
+        cached = self.state.attention_mask.shape[1]
+        device = self.state.attention_mask.device
+        fed = torch.tensor([[token, *draft]], device=device)
+        self.passes.append((cached, fed.shape[1]))
+        if not draft:
+            self.queued.append(self.routed.decode(fed, self.state))
+            return
+        logits = self.routed.verify(fed, self.state)[0]  # (1 + drafts, V)
+        choices = logits.index_fill(1, self.banned, float("-inf")).argmax(dim=-1).tolist() if len(self.banned) \
+            else logits.argmax(dim=-1).tolist()
+        accepted = 0
+        while accepted < len(draft) and choices[accepted] == draft[accepted]:
+            accepted += 1
+        self.routed.rewind(self.state, len(draft) - accepted)
+        self.drafted += len(draft)
+        self.accepted += accepted
+        self.queued.extend(logits[index:index + 1] for index in range(accepted + 1))
+
+
 def stream_tokens(routed: RoutedCausalLM, tokenizer: PreTrainedTokenizerBase, prompt_ids: list[int],
                   config: GenerationConfig, override: RouteOverride | None = None
                   ) -> Iterator[str | GenerationResult]:
@@ -202,28 +284,27 @@ def stream_tokens(routed: RoutedCausalLM, tokenizer: PreTrainedTokenizerBase, pr
     prefill_seconds = time.perf_counter() - started
     generated: list[int] = []
     detokenizer = _IncrementalDetokenizer(tokenizer)
-    text, emitted, finish_reason, decode_calls = "", "", "length", 0
+    text, emitted, finish_reason, sampled = "", "", "length", 0
     started = time.perf_counter()
     end_index = torch.tensor(sorted(end_ids), device=device)
     banned = torch.tensor(_turn_start_ids(tokenizer), dtype=torch.long, device=device)
+    drafting = config.draft_tokens > 0 and config.temperature == 0 and config.constraint is None
+    drafter = PromptLookup(prompt_ids) if drafting else None
+    decoder = _Decoder(routed, state, logits, drafter, config.draft_tokens, banned)
     while len(generated) < config.max_new_tokens:
+        logits = decoder.next_logits()
         if config.constraint is not None:
             logits = _constrained(logits, config.constraint, text, end_index)
         if len(banned):
             logits = logits.index_fill(1, banned, float("-inf"))
         token = _sample(logits[0], config, generator)
+        sampled += 1
         if token in end_ids:
             finish_reason = "stop"
             break
         generated.append(token)
         text = detokenizer.add(token)
-        cut = _cut_at_stop(text, config.stop)
-        if cut is None and config.constraint is not None:
-            complete = config.constraint.complete_length(text)
-            cut = None if complete is None else text[:complete]
-        if cut is None and config.end_after is not None:
-            complete = config.end_after(text)
-            cut = None if complete is None else text[:complete]
+        cut = _finished_text(text, config)
         if cut is not None:
             text, finish_reason = cut, "stop"
         # Hold back a trailing replacement character (the next token may complete a UTF-8 sequence) and any
@@ -237,8 +318,7 @@ def stream_tokens(routed: RoutedCausalLM, tokenizer: PreTrainedTokenizerBase, pr
             emitted = ready
         if cut is not None or len(generated) == config.max_new_tokens:
             break
-        logits = routed.decode(torch.tensor([[token]], device=device), state)
-        decode_calls += 1
+        decoder.advance(token, config.max_new_tokens - len(generated))
     decode_seconds = time.perf_counter() - started
     final_text = text
     if len(final_text) > len(emitted):
@@ -246,8 +326,8 @@ def stream_tokens(routed: RoutedCausalLM, tokenizer: PreTrainedTokenizerBase, pr
     yield GenerationResult(
         text=final_text, token_ids=generated, finish_reason=finish_reason, prompt_tokens=len(prompt_ids),
         decisions=state.decisions, prefill_seconds=prefill_seconds, decode_seconds=decode_seconds,
-        decode_calls=decode_calls, stop_token_ids=end_ids,
+        decode_passes=decoder.passes, one_token_decode_calls=sampled - 1, tokens_drafted=decoder.drafted,
+        tokens_accepted=decoder.accepted, stop_token_ids=end_ids,
     )
-
 
 __all__ = ["DecodingConstraint", "GenerationConfig", "GenerationResult", "stream_tokens"]

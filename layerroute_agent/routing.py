@@ -341,21 +341,45 @@ class RoutedCausalLM(nn.Module):
         state = GenerationState(decisions, cache, attention_mask, next_positions, padded, block_rows)
         return self._logits(hidden_states), state
 
-    @torch.inference_mode()
-    def decode(self, token_ids: torch.Tensor, state: GenerationState) -> torch.Tensor:
-        """Run one new token per row through the blocks chosen at prefill; ``(B, 1)`` ids -> ``(B, V)`` logits."""
+    def _advance(self, token_ids: torch.Tensor, state: GenerationState) -> torch.Tensor:
+        """Run ``(B, T)`` new tokens through the blocks chosen at prefill; returns ``(B, T, D)`` hidden states."""
+        length = token_ids.shape[1]
         state.attention_mask = torch.cat([state.attention_mask, state.attention_mask.new_ones(token_ids.shape)], dim=1)
         hidden_states = self.parts.embed_tokens(token_ids)
-        position_ids = state.next_positions
+        position_ids = state.next_positions + torch.arange(length, device=token_ids.device)  # (B, T)
         position_embeddings = self.parts.rotary_emb(hidden_states, position_ids)
-        mask = additive_attention_mask(state.attention_mask, 1, hidden_states.dtype) if state.padded else None
+        # Several new tokens need a causal mask among themselves; SDPA's own causal mask assumes no cache.
+        needs_mask = state.padded or length > 1
+        mask = additive_attention_mask(state.attention_mask, length, hidden_states.dtype) if needs_mask else None
         for index, (runs, rows) in enumerate(state.block_rows):
             if runs:
                 hidden_states = self._run_block(index, rows, hidden_states, position_embeddings, mask,
                                                 position_ids, state.cache)
-        state.next_positions = position_ids + 1
-        return self._logits(hidden_states)
+        state.next_positions = position_ids[:, -1:] + 1
+        return hidden_states
 
+    @torch.inference_mode()
+    def decode(self, token_ids: torch.Tensor, state: GenerationState) -> torch.Tensor:
+        """Run one new token per row through the blocks chosen at prefill; ``(B, 1)`` ids -> ``(B, V)`` logits."""
+        return self._logits(self._advance(token_ids, state))
+
+    @torch.inference_mode()
+    def verify(self, token_ids: torch.Tensor, state: GenerationState) -> torch.Tensor:
+        """Run ``T`` new tokens per row in one pass; ``(B, T)`` ids -> ``(B, T, V)`` float32 logits.
+
+        Position ``t`` of the result predicts the token after ``token_ids[:, t]``, so one pass checks a
+        run of drafted tokens. :meth:`rewind` then drops the positions of the drafts that were rejected.
+        """
+        return self.parts.lm_head(self.parts.norm(self._advance(token_ids, state))).float()
+
+    @staticmethod
+    def rewind(state: GenerationState, positions: int) -> None:
+        """Drop the last ``positions`` positions of every row from ``state``, as if they had never been run."""
+        if positions == 0:
+            return
+        state.cache.drop_last(positions)
+        state.attention_mask = state.attention_mask[:, :-positions]
+        state.next_positions = state.next_positions - positions
 
 __all__ = [
     "BlockRouter",

@@ -107,20 +107,24 @@ class RoutedRuntime:
         """
         blocks_run = result.decisions.blocks_run(0)
         routers = 0 if full_depth_reason else self.routed.num_routed_blocks
-        prompt, decoded = result.prompt_tokens, result.decode_calls
+        prompt = result.prompt_tokens
         return StepRecord(
             mode=mode,
             model_name=self.model_name,
             routing=full_depth_reason or self.routing_label,
             blocks_run=blocks_run,
             blocks_skipped=result.decisions.blocks_skipped(0),
-            flops_executed=self.counter.step(prompt, decoded, len(blocks_run), routers),
-            flops_full=self.full_counter.step(prompt, decoded, self.routed.num_blocks, 0),
+            flops_executed=self.counter.step(prompt, 0, len(blocks_run), routers, passes=result.decode_passes),
+            # The reference is the base model decoding one token per pass, so drafting never flatters the saving.
+            flops_full=self.full_counter.step(prompt, result.one_token_decode_calls, self.routed.num_blocks, 0),
             tokens_in=prompt,
             tokens_out=len(result.token_ids),
             prefill_seconds=result.prefill_seconds,
             decode_seconds=result.decode_seconds,
             tool_calls=tool_calls,
+            decode_passes=result.decode_calls,
+            tokens_drafted=result.tokens_drafted,
+            tokens_accepted=result.tokens_accepted,
         )
 
 

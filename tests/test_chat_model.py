@@ -63,6 +63,23 @@ def test_stream_aggregates_to_invoke(llm: LayerRouteChat) -> None:
     assert merged.usage_metadata == reply.usage_metadata
 
 
+def test_drafting_keeps_replies_and_is_reported(tiny_model_dir: Path) -> None:
+    plain = LayerRouteChat(model=str(tiny_model_dir), adapter=None, max_tokens=24, draft_tokens=0)
+    drafted = LayerRouteChat(model=str(tiny_model_dir), adapter=None, max_tokens=24)
+    assert drafted.draft_tokens == 4
+    prompt = "weather in Lyon, " + plain.invoke("weather in Lyon").content + " weather in Lyon"
+    plain_reply, drafted_reply = plain.invoke(prompt), drafted.invoke(prompt)
+    assert drafted_reply.content == plain_reply.content
+    without, drafting = plain_reply.response_metadata["compute"], drafted_reply.response_metadata["compute"]
+    assert (without["tokens_drafted"], without["tokens_accepted"]) == (0, 0)
+    # One pass per token after the first, plus one for the end-of-turn token when the reply ended early.
+    assert without["decode_passes"] in (without["tokens_out"] - 1, without["tokens_out"])
+    assert drafting["tokens_drafted"] >= drafting["tokens_accepted"] > 0
+    assert drafting["decode_passes"] < without["decode_passes"]
+    # The full-depth reference decodes one token per pass, so the two replies have the same reference FLOPs.
+    assert drafting["flops_full"] == without["flops_full"]
+
+
 def test_max_tokens_gives_length_finish(tiny_model_dir: Path) -> None:
     llm = LayerRouteChat(model=str(tiny_model_dir), adapter=None, max_tokens=3)
     reply = llm.invoke("hello", stop=None)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import struct
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -80,12 +82,30 @@ def test_csv_empty_report_has_header_only() -> None:
     assert EpisodeReport.from_csv(text) == EpisodeReport()
 
 
+def _without_column(text: str, name: str) -> str:
+    rows = list(csv.DictReader(io.StringIO(text)))
+    columns = [column for column in CSV_COLUMNS if column != name]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
 def test_from_csv_missing_column_names_it(report: EpisodeReport) -> None:
-    lines = report.to_csv().splitlines()
-    without_routing = "\n".join(line.rsplit(",", 1)[0] for line in lines)
+    without_routing = _without_column(report.to_csv(), "routing")
 
     with pytest.raises(ValueError, match=r"CSV line 2 is missing the columns \['routing'\]"):
         EpisodeReport.from_csv(without_routing)
+
+
+def test_from_csv_reads_files_written_before_drafting(report: EpisodeReport) -> None:
+    text = report.to_csv()
+    for name in ("decode_passes", "tokens_drafted", "tokens_accepted"):
+        text = _without_column(text, name)
+    steps = EpisodeReport.from_csv(text).steps
+    assert [(s.decode_passes, s.tokens_drafted, s.tokens_accepted) for s in steps] == [(0, 0, 0)] * len(steps)
+    assert [s.flops_executed for s in steps] == [s.flops_executed for s in report.steps]
 
 
 def test_from_csv_bad_number_names_line(report: EpisodeReport) -> None:

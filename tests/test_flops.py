@@ -99,3 +99,26 @@ def test_step_sums_prefill_and_decode() -> None:
     expected = counter.prefill(50, 20) + sum(counter.decode(50 + i + 1, 20) for i in range(5))
     assert counter.step(50, 5, 20) == expected
     assert counter.step(50, 5, 20, routers_evaluated=24) == expected + counter.routers(50, 24)
+
+
+def test_verify_pass_matches_flop_counter() -> None:
+    # Measured on a pass of three tokens after 9 cached ones: attention over 10, 11 and 12 keys, three LM heads.
+    model = tiny_qwen2(attn="eager")
+    routed = RoutedCausalLM(model)
+    counter = FlopsCounter(ModelShape.from_config(model.config))
+    input_ids = torch.randint(5, 500, (1, 9))
+    _, state = routed.prefill(input_ids, torch.ones_like(input_ids), RouteOverride(frozenset({2})))
+    measured = _measured_flops(lambda: routed.verify(torch.tensor([[7, 8, 9]]), state))
+    # As in prefill, eager attention scores all 12 keys for each token and masks the 1 + 2 later ones after.
+    masked = 3 * 4 * routed.model.config.num_attention_heads * 16 * 3
+    assert measured == counter.decode_pass(cached=9, tokens=3, blocks_run=3) + masked
+
+
+def test_step_counts_decode_passes_as_run() -> None:
+    counter = FlopsCounter(ModelShape.from_config(QWEN25_05B))
+    one_token = [(50 + i, 1) for i in range(5)]
+    assert counter.step(50, 0, 20, passes=one_token) == counter.step(50, 5, 20)
+    # Two passes of 3 tokens, the second after one draft was rejected: the rejected draft still counts.
+    drafted = [(50, 3), (52, 3)]
+    expected = counter.prefill(50, 20) + sum(counter.decode(context, 20) for context in (51, 52, 53, 53, 54, 55))
+    assert counter.step(50, 0, 20, passes=drafted) == expected

@@ -1,0 +1,127 @@
+"""Drafted decoding: the n-gram lookup, the multi-token verify pass and rewinding, and unchanged replies."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_qwen2
+
+from layerroute_agent.drafting import PromptLookup
+from layerroute_agent.generation import GenerationConfig, GenerationResult, stream_tokens
+from layerroute_agent.routing import RoutedCausalLM, RouteOverride
+
+
+def test_lookup_copies_what_followed_the_latest_match() -> None:
+    lookup = PromptLookup([1, 2, 3, 4, 9, 2, 3, 5, 6, 2, 3])
+    # The tail (2, 3) occurred twice before; the later occurrence was followed by 5, 6.
+    assert lookup.propose(3) == [5, 6, 2]
+    assert lookup.propose(0) == []
+
+
+def test_lookup_prefers_the_longest_match() -> None:
+    lookup = PromptLookup([7, 2, 3, 4, 1, 2, 3, 8, 7, 2, 3])
+    # (2, 3) last occurred before 8, but (7, 2, 3) occurred only before 4.
+    assert lookup.propose(2) == [4, 1]
+
+
+def test_lookup_indexes_appended_tokens_and_finds_no_match() -> None:
+    lookup = PromptLookup([1, 2, 3])
+    assert lookup.propose(4) == []
+    lookup.extend([4, 1, 2])
+    assert lookup.propose(4) == [3, 4, 1, 2]
+    lookup.extend([5])
+    assert lookup.propose(4) == []
+
+
+def test_lookup_rejects_bad_sizes() -> None:
+    with pytest.raises(ValueError, match="ngram_sizes must hold sizes >= 1"):
+        PromptLookup([1, 2], ngram_sizes=(2, 0))
+
+
+def _routed(skip: frozenset[int] = frozenset()) -> tuple[RoutedCausalLM, RouteOverride]:
+    torch.manual_seed(0)
+    return RoutedCausalLM(tiny_qwen2().float().eval()), RouteOverride(skip)
+
+
+@pytest.mark.parametrize("skip", [frozenset(), frozenset({1})])
+def test_verify_matches_one_token_decoding_and_rewind_forgets(skip: frozenset[int]) -> None:
+    routed, override = _routed(skip)
+    prompt = torch.randint(5, 500, (1, 9), generator=torch.Generator().manual_seed(1))
+    new = [[11], [12], [13]]
+    _, state = routed.prefill(prompt, torch.ones_like(prompt), override=override)
+    one_by_one = torch.cat([routed.decode(torch.tensor([token]), state) for token in new])  # (3, V)
+    _, state = routed.prefill(prompt, torch.ones_like(prompt), override=override)
+    together = routed.verify(torch.tensor([[11, 12, 13]]), state)[0]
+    torch.testing.assert_close(together, one_by_one, rtol=1e-4, atol=1e-4)
+
+    # Run 11 then drafts 99, 98; rewinding both must leave the state of "11 alone".
+    _, state = routed.prefill(prompt, torch.ones_like(prompt), override=override)
+    routed.verify(torch.tensor([[11, 99, 98]]), state)
+    routed.rewind(state, 2)
+    assert state.attention_mask.shape[1] == prompt.shape[1] + 1
+    assert state.cache.seq_length(0) == prompt.shape[1] + 1
+    after_rewind = routed.decode(torch.tensor([[12]]), state)
+    torch.testing.assert_close(after_rewind[0], one_by_one[1], rtol=1e-4, atol=1e-4)
+
+
+def _reply(tiny_model_dir, prompt: list[int], draft_tokens: int, **settings: object) -> GenerationResult:
+    from layerroute_agent.runtime import get_runtime
+
+    runtime = get_runtime(str(tiny_model_dir), None, "float32", "cpu")
+    config = GenerationConfig(**{"max_new_tokens": 24, "draft_tokens": draft_tokens, **settings})
+    result = list(stream_tokens(runtime.routed, runtime.tokenizer, prompt, config))[-1]
+    assert isinstance(result, GenerationResult)
+    return result
+
+
+def _repetitive_prompt(tiny_model_dir) -> list[int]:
+    """A prompt that holds the tiny model's own greedy reply, so drafts copied from it get accepted."""
+    from layerroute_agent.runtime import get_runtime
+
+    tokenizer = get_runtime(str(tiny_model_dir), None, "float32", "cpu").tokenizer
+    start = tokenizer("weather in Lyon", add_special_tokens=False)["input_ids"]
+    reply = _reply(tiny_model_dir, start, 0).token_ids
+    return start + reply + start
+
+
+def test_drafting_keeps_the_greedy_reply_in_fewer_passes(tiny_model_dir) -> None:
+    prompt = _repetitive_prompt(tiny_model_dir)
+    plain = _reply(tiny_model_dir, prompt, 0)
+    drafted = _reply(tiny_model_dir, prompt, 4)
+    assert drafted.token_ids == plain.token_ids
+    assert drafted.text == plain.text
+    assert drafted.tokens_accepted > 0, "the prompt repeats the reply, so some drafts must be accepted"
+    assert drafted.decode_calls < plain.decode_calls
+    assert drafted.one_token_decode_calls == plain.one_token_decode_calls == plain.decode_calls
+    assert all(width == 1 for _, width in plain.decode_passes)
+    assert sum(width for _, width in drafted.decode_passes) == drafted.decode_calls + drafted.tokens_drafted
+    # Each pass starts where the kept tokens end: rejected drafts leave no position behind.
+    kept = len(prompt)
+    for (cached, width), (next_cached, _) in zip(drafted.decode_passes, drafted.decode_passes[1:]):
+        assert cached == kept
+        assert kept < next_cached <= cached + width
+        kept = next_cached
+
+
+def test_drafting_respects_the_token_limit_and_stop_strings(tiny_model_dir) -> None:
+    prompt = _repetitive_prompt(tiny_model_dir)
+    plain = _reply(tiny_model_dir, prompt, 0)
+    # Late limits, so that drafts were accepted before them (this prompt's drafts match only late in the reply).
+    for settings in ({"max_new_tokens": len(plain.token_ids) - 1}, {"stop": (plain.text[-5:-2],)}):
+        expected = _reply(tiny_model_dir, prompt, 0, **settings)
+        drafted = _reply(tiny_model_dir, prompt, 4, **settings)
+        assert (drafted.token_ids, drafted.text, drafted.finish_reason) == \
+            (expected.token_ids, expected.text, expected.finish_reason), settings
+        assert drafted.tokens_accepted > 0, settings
+
+
+def test_sampling_does_not_draft(tiny_model_dir) -> None:
+    prompt = _repetitive_prompt(tiny_model_dir)
+    sampled = _reply(tiny_model_dir, prompt, 4, temperature=0.8, seed=3)
+    assert sampled.tokens_drafted == 0
+    assert all(width == 1 for _, width in sampled.decode_passes)
+
+
+def test_generation_config_rejects_negative_drafts() -> None:
+    with pytest.raises(ValueError, match="draft_tokens must be >= 0, got -1"):
+        GenerationConfig(draft_tokens=-1)
