@@ -40,16 +40,23 @@ class Measurement:
     prompt_tokens: int
     generated_tokens: int
     decode_calls: int
-    """Forward passes after prefill; a reply of ``n`` forced tokens has ``n - 1``."""
+    """Tokens decoded after the first, i.e. the forward passes of one-token decoding: a reply of ``n`` forced
+    tokens has ``n - 1``. With drafted decoding the engine ran fewer, longer passes."""
     prefill_seconds: float
     decode_seconds: float
-    """Time of the ``decode_calls`` forward passes (and their sampling)."""
+    """Time of decoding those tokens (forward passes and sampling)."""
     step_seconds: float
     """Wall-clock time of the whole call: template, tokenizer, generation, detokenizer, parsing."""
     peak_memory_bytes: int | None
     """Peak resident (CPU) or allocated (CUDA) memory during the step above the level before it."""
     blocks_run: int
     routers_evaluated: int
+    tokens_drafted: int = 0
+    """Drafted tokens that decode passes checked (``LayerRouteChat`` only)."""
+    tokens_accepted: int = 0
+    """Drafted tokens kept."""
+    extra_draft_flops: int = 0
+    """FLOPs the step ran beyond one-token decoding of the same reply: drafted tokens that were rejected."""
 
 
 def normalised_step_seconds(measurement: Measurement, new_tokens: int) -> float | None:
@@ -228,9 +235,12 @@ class LayerRouteEngine:
         # The loop stops before a forward pass once max_tokens tokens exist; an earlier end-of-turn token took one.
         calls = generated - 1 if generated == step.new_tokens else generated
         routers = 0 if compute["routing"] in FULL_DEPTH_REASONS else self.num_blocks
+        blocks = len(compute["blocks_run"])
+        one_token = self.llm.runtime.counter.step(compute["tokens_in"], calls, blocks, routers)
         return Measurement(self.name, step.name, round_index, compute["tokens_in"], generated, calls,
                            compute["prefill_seconds"], compute["decode_seconds"], step_seconds,
-                           probe.peak_above_start(), len(compute["blocks_run"]), routers)
+                           probe.peak_above_start(), blocks, routers, compute["tokens_drafted"],
+                           compute["tokens_accepted"], compute["flops_executed"] - one_token)
 
 
 def _system_turn(tokenizer: PreTrainedTokenizerBase, tools: list[dict[str, Any]]) -> str | None:

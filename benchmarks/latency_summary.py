@@ -64,9 +64,14 @@ class StepSummary:
     """Median whole-step seconds at exactly ``new_tokens`` generated tokens."""
     peak_memory_mb: float | None
     flops: int
-    """Analytic FLOPs of the step at ``new_tokens`` tokens with the blocks this engine ran."""
+    """Analytic FLOPs of the step at ``new_tokens`` tokens with the blocks this engine ran, plus the median
+    FLOPs of its rejected drafts."""
     flops_full: int
-    """The same step with every block run and no routers."""
+    """The same step with every block run, no routers and one token per decode pass."""
+    tokens_drafted: float = 0.0
+    """Median drafted tokens checked per step."""
+    tokens_accepted: float = 0.0
+    """Median drafted tokens kept per step."""
 
     @property
     def flops_saved_share(self) -> float:
@@ -99,14 +104,17 @@ def summarise(measurements: Sequence[Measurement], steps: Sequence[AgentStep], c
         blocks = int(statistics.median(m.blocks_run for m in rows))
         routers = int(statistics.median(m.routers_evaluated for m in rows))
         decoded = step.new_tokens - 1
+        extra = [m.extra_draft_flops for m in rows]
         summaries.append(StepSummary(
             engine=engine, step=step_name, kind=step.kind, rounds=len(rows), prompt_tokens=prompt,
             generated_tokens=statistics.median(m.generated_tokens for m in rows),
             prefill_seconds=statistics.median(m.prefill_seconds for m in rows),
             decode_tokens_per_second=_median_or_none(rates), step_seconds=_median_or_none(normalised),
             peak_memory_mb=_median_or_none(memory),
-            flops=counter.step(prompt, decoded, blocks, routers),
+            flops=counter.step(prompt, decoded, blocks, routers) + int(statistics.median(extra)),
             flops_full=counter.step(prompt, decoded, counter.shape.num_blocks, 0),
+            tokens_drafted=statistics.median(m.tokens_drafted for m in rows),
+            tokens_accepted=statistics.median(m.tokens_accepted for m in rows),
         ))
     return summaries
 
@@ -131,9 +139,12 @@ def compute_ratios(summaries: Sequence[StepSummary]) -> dict[str, float | None]:
 
     Every ratio compares the summed median whole-step seconds of two engines over the same steps:
 
-    * ``routing_overhead``: all-blocks ``LayerRouteChat`` / transformers ``generate`` - 1, every step;
+    * ``routing_overhead``: all-blocks ``LayerRouteChat`` / transformers ``generate`` - 1, every step. With
+      drafted decoding on, it also holds the drafting gain (negative); ``--draft-tokens 0`` isolates routing;
     * ``tool_call_speedup``, ``planning_speedup``: transformers ``generate`` / routed ``LayerRouteChat``,
       on the steps of that kind;
+    * ``routing_only_tool_call_speedup``: all-blocks / routed ``LayerRouteChat`` on tool-call steps, the part
+      of the speed-up that routing brings when both decode the same way;
     * ``time_to_flops_saving``: (1 - routed / transformers seconds) / (1 - routed / full FLOPs), tool-call
       steps; ``None`` when routing saved no FLOPs;
     * ``vs_chat_huggingface``: ChatHuggingFace / routed, on the steps ChatHuggingFace serves; the
@@ -150,6 +161,8 @@ def compute_ratios(summaries: Sequence[StepSummary]) -> dict[str, float | None]:
     ratios["tool_call_speedup"] = _ratio(_totals(summaries, BASELINE, tool), _totals(summaries, ROUTED, tool))
     ratios["planning_speedup"] = _ratio(_totals(summaries, BASELINE, planning),
                                         _totals(summaries, ROUTED, planning))
+    ratios["routing_only_tool_call_speedup"] = _ratio(_totals(summaries, ALL_BLOCKS, tool),
+                                                      _totals(summaries, ROUTED, tool))
     ratios["time_to_flops_saving"] = _time_to_flops(_totals(summaries, ROUTED, tool),
                                                     _totals(summaries, BASELINE, tool))
     ratios["vs_chat_huggingface"] = _ratio(_totals(summaries, CHAT_HF, served_by_chat_hf),

@@ -76,6 +76,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--route-after-tool-results", action="store_true",
                         help="let the routed engine skip blocks on steps whose prompt ends with a tool result "
                              "(tool_history steps); by default LayerRouteChat runs every block there")
+    parser.add_argument("--draft-tokens", type=int, default=LayerRouteChat.model_fields["draft_tokens"].default,
+                        help="LayerRouteChat's draft_tokens for engines 2 and 3 (default: its own default; 0 decodes "
+                             "one token per pass, as the other engines do)")
     parser.add_argument("--engines", default=",".join(ENGINE_NAMES),
                         help=f"comma-separated engines to run (default: all of {', '.join(ENGINE_NAMES)})")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (llama.cpp stays on CPU)")
@@ -91,6 +94,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = sorted(set(args.engines.split(",")) - set(ENGINE_NAMES))
     if unknown:
         parser.error(f"unknown engines {unknown}; choose from {', '.join(ENGINE_NAMES)}")
+    if args.draft_tokens < 0:
+        parser.error(f"--draft-tokens must be >= 0, got {args.draft_tokens}")
     if args.rounds is not None and args.rounds < 1:
         parser.error(f"--rounds must be >= 1, got {args.rounds}")
     return args
@@ -137,7 +142,8 @@ def build_engines(args: argparse.Namespace, context: int) -> list[Engine]:
             engines.append(TransformersGenerate(base.model, base.tokenizer, args.device))
         elif name in (ALL_BLOCKS, ROUTED):
             llm = LayerRouteChat(model=args.model, adapter=adapter, dtype=args.dtype, device=args.device,
-                                 routing=name == ROUTED, route_after_tool_results=args.route_after_tool_results)
+                                 routing=name == ROUTED, route_after_tool_results=args.route_after_tool_results,
+                                 draft_tokens=args.draft_tokens)
             label = "LayerRouteChat, all blocks" if name == ALL_BLOCKS else "LayerRouteChat, routed"
             engines.append(LayerRouteEngine(llm, name, label))
         elif name == CHAT_HF:
@@ -170,12 +176,13 @@ def _cell(value: float | None, fmt: str) -> str:
 
 def format_table(summaries: list[StepSummary], labels: dict[str, str]) -> str:
     """Return a markdown table: one row per (step, engine), in step order, then engine order."""
-    lines = ["| step | engine | prompt tokens | prefill s | decode tok/s | step s | peak step MB | FLOPs saved |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| step | engine | prompt tokens | prefill s | decode tok/s | step s | peak step MB | FLOPs saved | "
+             "drafts kept |", "|---|---|---|---|---|---|---|---|---|"]
     for s in summaries:
+        drafts = f"{s.tokens_accepted:g}/{s.tokens_drafted:g}" if s.tokens_drafted else "-"
         lines.append(f"| {s.step} | {labels[s.engine]} | {s.prompt_tokens} | {s.prefill_seconds:.3f} | "
                      f"{_cell(s.decode_tokens_per_second, '.1f')} | {_cell(s.step_seconds, '.3f')} | "
-                     f"{_cell(s.peak_memory_mb, '.0f')} | {s.flops_saved_share:.1%} |")
+                     f"{_cell(s.peak_memory_mb, '.0f')} | {s.flops_saved_share:.1%} | {drafts} |")
     return "\n".join(lines)
 
 

@@ -71,12 +71,23 @@ def test_ratio_arithmetic() -> None:
     assert ratios["routing_overhead"] == pytest.approx(14.28 / 14.0 - 1)
     assert ratios["tool_call_speedup"] == pytest.approx(10.0 / 8.0)
     assert ratios["planning_speedup"] == pytest.approx(1.0)
+    assert ratios["routing_only_tool_call_speedup"] == pytest.approx(10.2 / 8.0)
     # Seconds saved 20% against FLOPs saved 25% on the tool-call step.
     assert ratios["time_to_flops_saving"] == pytest.approx(0.2 / 0.25)
     # ChatHuggingFace served the planning step only.
     assert ratios["vs_chat_huggingface"] == pytest.approx(6.0 / 4.0)
     assert ratios["vs_chat_huggingface_tool_call"] is None
     assert ratios["vs_llama_cpp"] == pytest.approx(9.0 / 12.0)
+
+
+def test_summary_counts_rejected_drafts_as_run() -> None:
+    steps = [AgentStep("s", "tool_call", [HumanMessage("x")], 8)]
+    counter = FlopsCounter(ModelShape.from_config(tiny_qwen2().config))
+    rows = [_measurement(tokens_drafted=6, tokens_accepted=2, extra_draft_flops=extra) for extra in (10, 30, 20)]
+    summary = summarise(rows, steps, counter)[0]
+    assert summary.flops == counter.step(10, 7, 4, 0) + 20
+    assert summary.flops_full == counter.step(10, 7, 4, 0)
+    assert (summary.tokens_drafted, summary.tokens_accepted) == (6, 2)
 
 
 def test_ratios_missing_engine_are_none() -> None:
