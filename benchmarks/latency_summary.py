@@ -145,8 +145,9 @@ def compute_ratios(summaries: Sequence[StepSummary]) -> dict[str, float | None]:
       on the steps of that kind;
     * ``routing_only_tool_call_speedup``: all-blocks / routed ``LayerRouteChat`` on tool-call steps, the part
       of the speed-up that routing brings when both decode the same way;
-    * ``time_to_flops_saving``: (1 - routed / transformers seconds) / (1 - routed / full FLOPs), tool-call
-      steps; ``None`` when routing saved no FLOPs;
+    * ``time_to_flops_saving``: (1 - routed / all-blocks seconds) / (1 - routed / all-blocks FLOPs), tool-call
+      steps. Both ``LayerRouteChat`` engines decode the same way, so routing is the only difference. ``None``
+      when routing saved no FLOPs;
     * ``vs_chat_huggingface``: ChatHuggingFace / routed, on the steps ChatHuggingFace serves; the
       ``_tool_call`` variant keeps only its tool-call steps;
     * ``vs_llama_cpp``: llama.cpp / routed, every step.
@@ -164,7 +165,7 @@ def compute_ratios(summaries: Sequence[StepSummary]) -> dict[str, float | None]:
     ratios["routing_only_tool_call_speedup"] = _ratio(_totals(summaries, ALL_BLOCKS, tool),
                                                       _totals(summaries, ROUTED, tool))
     ratios["time_to_flops_saving"] = _time_to_flops(_totals(summaries, ROUTED, tool),
-                                                    _totals(summaries, BASELINE, tool))
+                                                    _totals(summaries, ALL_BLOCKS, tool))
     ratios["vs_chat_huggingface"] = _ratio(_totals(summaries, CHAT_HF, served_by_chat_hf),
                                            _totals(summaries, ROUTED, served_by_chat_hf))
     served_tool = served_by_chat_hf & tool
@@ -174,11 +175,11 @@ def compute_ratios(summaries: Sequence[StepSummary]) -> dict[str, float | None]:
     return ratios
 
 
-def _time_to_flops(routed: tuple | None, baseline: tuple | None) -> float | None:
-    if routed is None or baseline is None:
+def _time_to_flops(routed: tuple | None, all_blocks: tuple | None) -> float | None:
+    if routed is None or all_blocks is None:
         return None
-    seconds_saved = 1.0 - routed[0] / baseline[0]
-    flops_saved = 1.0 - routed[1] / routed[2]
+    seconds_saved = 1.0 - routed[0] / all_blocks[0]
+    flops_saved = 1.0 - routed[1] / all_blocks[1]
     return seconds_saved / flops_saved if flops_saved > 0 else None
 
 

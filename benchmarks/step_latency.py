@@ -186,8 +186,21 @@ def format_table(summaries: list[StepSummary], labels: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _cpu_model() -> str | None:
+    """Return the CPU model name from ``/proc/cpuinfo`` (Linux), or ``None`` where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def _machine() -> dict[str, object]:
-    return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
+    return {"platform": platform.platform(), "processor": platform.processor() or _cpu_model(),
+            "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 

@@ -94,7 +94,7 @@ class BlockKVCache:
             raise ValueError(f"positions must be >= 0, got {positions}")
         for layer_idx, length in self._lengths.items():
             if positions > length:
-                raise ValueError(f"block {layer_idx} caches {length} positions; cannot drop {positions}")
+                raise ValueError(f"cannot drop {positions} positions: block {layer_idx} caches only {length}")
             self._lengths[layer_idx] = length - positions
 
     def cached_blocks(self) -> list[int]:

@@ -229,10 +229,10 @@ class LayerRouteChat(BaseChatModel):
     It also listed 1 among the first five primes, which the base model did not. Agent steps offered tools
     with a free reply are routed."""
     draft_tokens: int = Field(default=4, ge=0)
-    """Most tokens copied from earlier in the prompt or reply as a draft that one decode pass checks (default
-    4; 0 turns drafting off). Only tokens equal to the model's own greedy choice are kept, so replies do not
-    change; tool calls, which copy names and arguments from the prompt, need fewer passes. Greedy decoding
-    only: sampling and constrained replies decode one token per pass."""
+    """Maximum number of tokens copied from earlier in the prompt or reply as a draft that one decode pass
+    checks (default 4; 0 turns drafting off). A drafted token is kept only where it equals the model's own
+    greedy choice, so tool calls, which copy names and arguments from the prompt, need fewer passes for the
+    same reply. Only greedy decoding drafts: sampled and constrained replies decode one token per pass."""
     parallel_tool_calls: bool = True
     """``False`` ends a reply at the end of its first complete tool call, so each step makes at most one call
     and decodes no further. ``bind_tools(..., parallel_tool_calls=...)`` and a call's own argument override it."""

@@ -24,7 +24,7 @@ class PromptLookup:
 
     def __init__(self, tokens: Sequence[int], ngram_sizes: tuple[int, ...] = (3, 2)) -> None:
         if not ngram_sizes or min(ngram_sizes) < 1:
-            raise ValueError(f"ngram_sizes must hold sizes >= 1, got {ngram_sizes!r}")
+            raise ValueError(f"ngram_sizes must contain sizes >= 1, got {ngram_sizes!r}")
         self.ngram_sizes = tuple(sorted(ngram_sizes, reverse=True))
         self.tokens: list[int] = []
         # For each size, n-gram -> index of its last token, for n-grams that some token already follows.

@@ -50,10 +50,13 @@ class GenerationConfig:
     ends there (finish ``"stop"``). Forced tool calls and JSON replies use this. ``max_new_tokens`` still
     bounds the reply."""
     draft_tokens: int = 0
-    """Most tokens copied from earlier in the prompt or reply (:class:`~layerroute_agent.drafting.PromptLookup`)
-    that one decode pass checks along with the new token. Drafted tokens are kept only where they equal the
-    model's greedy choice, so the reply is unchanged; only greedy decoding without ``constraint`` drafts.
-    0 turns drafting off."""
+    """Maximum number of tokens copied from earlier in the prompt or reply
+    (:class:`~layerroute_agent.drafting.PromptLookup`) that one decode pass checks after the new token. A
+    drafted token is kept only where it equals the model's greedy choice in that pass. Only greedy decoding
+    without ``constraint`` drafts, and 0 turns drafting off.
+
+    NOTE: in bf16 a pass of several tokens can round differently from one-token passes, so a near-tie between
+    two tokens may resolve the other way. On the benchmark steps and in the tests the replies were identical."""
     end_after: Callable[[str], int | None] | None = None
     """Function called with the reply text after each token. When it returns a length, the reply is cut there and
     ends (finish ``"stop"``). Unlike ``constraint`` it masks nothing, so the end-of-turn token may still end
@@ -237,7 +240,7 @@ class _Decoder:
         return self.queued.pop(0)
 
     def advance(self, token: int, room: int) -> None:
-        """Take the sampled ``token``; run a pass unless its successor's logits are queued already.
+        """Take the sampled ``token`` and run a decode pass, unless its successor's logits are queued already.
 
         ``room`` is how many more tokens the reply may take after ``token``.
         """

@@ -34,7 +34,7 @@ def test_lookup_indexes_appended_tokens_and_finds_no_match() -> None:
 
 
 def test_lookup_rejects_bad_sizes() -> None:
-    with pytest.raises(ValueError, match="ngram_sizes must hold sizes >= 1"):
+    with pytest.raises(ValueError, match="ngram_sizes must contain sizes >= 1"):
         PromptLookup([1, 2], ngram_sizes=(2, 0))
 
 
@@ -44,7 +44,7 @@ def _routed(skip: frozenset[int] = frozenset()) -> tuple[RoutedCausalLM, RouteOv
 
 
 @pytest.mark.parametrize("skip", [frozenset(), frozenset({1})])
-def test_verify_matches_one_token_decoding_and_rewind_forgets(skip: frozenset[int]) -> None:
+def test_verify_and_rewind_match_decode(skip: frozenset[int]) -> None:
     routed, override = _routed(skip)
     prompt = torch.randint(5, 500, (1, 9), generator=torch.Generator().manual_seed(1))
     new = [[11], [12], [13]]
@@ -75,7 +75,7 @@ def _reply(tiny_model_dir, prompt: list[int], draft_tokens: int, **settings: obj
 
 
 def _repetitive_prompt(tiny_model_dir) -> list[int]:
-    """A prompt that holds the tiny model's own greedy reply, so drafts copied from it get accepted."""
+    """A prompt that contains the tiny model's own greedy reply, so drafts copied from it get accepted."""
     from layerroute_agent.runtime import get_runtime
 
     tokenizer = get_runtime(str(tiny_model_dir), None, "float32", "cpu").tokenizer
@@ -84,7 +84,7 @@ def _repetitive_prompt(tiny_model_dir) -> list[int]:
     return start + reply + start
 
 
-def test_drafting_keeps_the_greedy_reply_in_fewer_passes(tiny_model_dir) -> None:
+def test_drafting_keeps_reply_in_fewer_passes(tiny_model_dir) -> None:
     prompt = _repetitive_prompt(tiny_model_dir)
     plain = _reply(tiny_model_dir, prompt, 0)
     drafted = _reply(tiny_model_dir, prompt, 4)
@@ -103,7 +103,7 @@ def test_drafting_keeps_the_greedy_reply_in_fewer_passes(tiny_model_dir) -> None
         kept = next_cached
 
 
-def test_drafting_respects_the_token_limit_and_stop_strings(tiny_model_dir) -> None:
+def test_drafting_respects_limit_and_stop(tiny_model_dir) -> None:
     prompt = _repetitive_prompt(tiny_model_dir)
     plain = _reply(tiny_model_dir, prompt, 0)
     # Late limits, so that drafts were accepted before them (this prompt's drafts match only late in the reply).

@@ -51,6 +51,19 @@ def test_step_after_tool_result_matches_base_model(llm: LayerRouteChat) -> None:
     assert [(c["name"], c["args"]) for c in routed.tool_calls] == [(c["name"], c["args"]) for c in base.tool_calls]
 
 
+def test_drafting_gives_the_same_tool_call_in_fewer_passes(llm: LayerRouteChat) -> None:
+    question = "What is the weather in Lyon right now?"
+    drafted = llm.bind_tools([get_weather]).invoke(question)
+    plain = LayerRouteChat(max_tokens=llm.max_tokens, draft_tokens=0).bind_tools([get_weather]).invoke(question)
+    assert drafted.content == plain.content
+    assert [(c["name"], c["args"]) for c in drafted.tool_calls] == [(c["name"], c["args"]) for c in plain.tool_calls]
+    assert [c["name"] for c in drafted.tool_calls] == ["get_weather"]
+    with_drafts, without = drafted.response_metadata["compute"], plain.response_metadata["compute"]
+    assert with_drafts["tokens_accepted"] > 0
+    assert with_drafts["decode_passes"] < without["decode_passes"]
+    assert with_drafts["flops_full"] == without["flops_full"]
+
+
 def test_routed_greedy_matches_base_generate(llm: LayerRouteChat) -> None:
     runtime = llm.runtime
     model, tokenizer = runtime.routed.model, runtime.tokenizer
