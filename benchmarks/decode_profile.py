@@ -5,8 +5,7 @@ Run from the repository root::
     python -m benchmarks.decode_profile --step tool_short
     python -m benchmarks.decode_profile --step tool_short --compile-blocks
 
-Every block runs (no routers) and each pass decodes one token, so the numbers describe the engine, not the
-adapter. The script prints the time per decoded token over a few warm passes, the time of one pass of
+Every block runs (no routers), so the numbers describe the engine, not the adapter. The script prints the time per decoded token over a few warm passes, the time of one pass of
 several tokens (what a pass with drafted tokens costs), and the torch profiler's table of operators by
 self CPU time. ``--compile-blocks`` wraps each decoder block in ``torch.compile``
 first and times the compiled blocks the same way (the first passes, which compile, are left out).

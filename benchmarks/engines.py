@@ -56,15 +56,16 @@ class Measurement:
     tokens_accepted: int = 0
     """Drafted tokens kept."""
     extra_draft_flops: int = 0
-    """FLOPs the step ran beyond one-token decoding of the same reply: drafted tokens that were rejected."""
+    """FLOPs the step ran beyond one-token decoding of the same reply: rejected drafts, and accepted ones
+    after the reply's end."""
 
 
 def normalised_step_seconds(measurement: Measurement, new_tokens: int) -> float | None:
     """Return the step time extended to ``new_tokens`` generated tokens at the step's own decode rate.
 
-    A step that generated ``n`` tokens ran ``decode_calls`` forward passes after prefill; ``new_tokens``
-    tokens need ``new_tokens - 1``. The missing (or surplus) passes are added at the measured time per
-    pass. Returns ``None`` when the step ran no decode pass, because then there is no rate to extend with.
+    A step that generated ``n`` tokens decoded ``decode_calls`` tokens after the first; ``new_tokens``
+    tokens need ``new_tokens - 1``. The missing (or surplus) tokens are added at the measured time per
+    decoded token. Returns ``None`` when the step decoded no token, because then there is no rate to extend with.
     """
     missing = (new_tokens - 1) - measurement.decode_calls
     if missing == 0:
@@ -233,6 +234,7 @@ class LayerRouteEngine:
         compute = reply.response_metadata["compute"]
         generated = compute["tokens_out"]
         # The loop stops before a forward pass once max_tokens tokens exist; an earlier end-of-turn token took one.
+        # NOTE: a reply cut by a stop string would have one pass fewer; the benchmark sets no stop strings.
         calls = generated - 1 if generated == step.new_tokens else generated
         routers = 0 if compute["routing"] in FULL_DEPTH_REASONS else self.num_blocks
         blocks = len(compute["blocks_run"])

@@ -65,13 +65,13 @@ class StepSummary:
     peak_memory_mb: float | None
     flops: int
     """Analytic FLOPs of the step at ``new_tokens`` tokens with the blocks this engine ran, plus the median
-    FLOPs of its rejected drafts."""
+    FLOPs of drafts that the reply did not use."""
     flops_full: int
     """The same step with every block run, no routers and one token per decode pass."""
     tokens_drafted: float = 0.0
     """Median drafted tokens checked per step."""
     tokens_accepted: float = 0.0
-    """Median drafted tokens kept per step."""
+    """Median drafted tokens accepted into the reply per step."""
 
     @property
     def flops_saved_share(self) -> float:

@@ -92,10 +92,11 @@ class BlockKVCache:
         """Forget the last ``positions`` positions of every block, e.g. drafted tokens that were rejected."""
         if positions < 0:
             raise ValueError(f"positions must be >= 0, got {positions}")
-        for layer_idx, length in self._lengths.items():
-            if positions > length:
-                raise ValueError(f"cannot drop {positions} positions: block {layer_idx} caches only {length}")
-            self._lengths[layer_idx] = length - positions
+        short = {layer_idx: length for layer_idx, length in self._lengths.items() if length < positions}
+        if short:
+            raise ValueError(f"cannot drop {positions} positions: blocks {sorted(short)} cache only {short}")
+        for layer_idx in self._lengths:
+            self._lengths[layer_idx] -= positions
 
     def cached_blocks(self) -> list[int]:
         """Return the indices of blocks that hold cache entries."""

@@ -61,7 +61,7 @@ from layerroute_agent.tool_calls import (
 
 _FIXED_CHOICES = ("auto", "none", "any", "required")
 _CALL_ARGUMENTS = {"tools", "tool_choice", "max_tokens", "temperature", "top_p", "seed", "model", "stream",
-                   "response_format", "ls_structured_output_format", "parallel_tool_calls"}
+                   "response_format", "ls_structured_output_format", "parallel_tool_calls", "draft_tokens"}
 
 
 def _normalise_tool_choice(tool_choice: Any, names: list[str]) -> str | None:
@@ -231,8 +231,9 @@ class LayerRouteChat(BaseChatModel):
     draft_tokens: int = Field(default=4, ge=0)
     """Maximum number of tokens copied from earlier in the prompt or reply as a draft that one decode pass
     checks (default 4; 0 turns drafting off). A drafted token is kept only where it equals the model's own
-    greedy choice, so tool calls, which copy names and arguments from the prompt, need fewer passes for the
-    same reply. Only greedy decoding drafts: sampled and constrained replies decode one token per pass."""
+    greedy choice, so tool calls, which copy names and arguments from the prompt, need fewer passes. Only
+    greedy decoding drafts: sampled replies, forced tool calls and structured output decode one token per
+    pass. A call's own ``draft_tokens`` argument overrides it."""
     parallel_tool_calls: bool = True
     """``False`` ends a reply at the end of its first complete tool call, so each step makes at most one call
     and decodes no further. ``bind_tools(..., parallel_tool_calls=...)`` and a call's own argument override it."""
@@ -364,7 +365,7 @@ class LayerRouteChat(BaseChatModel):
             top_p=kwargs.get("top_p", self.top_p),
             seed=kwargs.get("seed", self.seed),
             stop=tuple(stop or self.stop or ()),
-            draft_tokens=self.draft_tokens,
+            draft_tokens=kwargs.get("draft_tokens", self.draft_tokens),
         )
 
     def _prompt_ids(self, runtime: RoutedRuntime, messages: list[BaseMessage], tools: list[dict] | None,

@@ -48,11 +48,11 @@ class StepRecord:
     tool_calls: list[str] = field(default_factory=list)
     """Names of the tools called in this step."""
     decode_passes: int = 0
-    """Decode forward passes after prefill; fewer than ``tokens_out`` when drafted tokens were accepted."""
+    """Decode forward passes after prefill: ``tokens_out`` or one fewer without drafting, fewer with accepted drafts."""
     tokens_drafted: int = 0
     """Tokens copied from the prompt or reply as drafts and checked by decode passes."""
     tokens_accepted: int = 0
-    """Drafted tokens kept because they equalled the model's own choice."""
+    """Drafted tokens that equalled the model's own choice and are part of the reply."""
 
     @property
     def flops_saved_share(self) -> float:

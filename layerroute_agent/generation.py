@@ -56,7 +56,8 @@ class GenerationConfig:
     without ``constraint`` drafts, and 0 turns drafting off.
 
     NOTE: in bf16 a pass of several tokens can round differently from one-token passes, so a near-tie between
-    two tokens may resolve the other way. On the benchmark steps and in the tests the replies were identical."""
+    two tokens may resolve the other way and the reply can differ from one-token decoding. In float32 the
+    replies are equal (``tests/test_drafting.py``)."""
     end_after: Callable[[str], int | None] | None = None
     """Function called with the reply text after each token. When it returns a length, the reply is cut there and
     ends (finish ``"stop"``). Unlike ``constraint`` it masks nothing, so the end-of-turn token may still end
@@ -97,7 +98,7 @@ class GenerationResult:
     tokens_drafted: int = 0
     """Drafted tokens that decode passes checked."""
     tokens_accepted: int = 0
-    """Drafted tokens kept because they equalled the model's greedy choice."""
+    """Drafted tokens that equalled the model's greedy choice and are part of the reply."""
     stop_token_ids: set[int] = field(default_factory=set)
 
     @property
@@ -230,14 +231,18 @@ class _Decoder:
                  drafter: PromptLookup | None, draft_tokens: int, banned: torch.Tensor) -> None:
         self.routed, self.state, self.drafter = routed, state, drafter
         self.draft_tokens, self.banned = draft_tokens, banned
-        self.queued = [first_logits]  # (1, V) logits whose token is not sampled yet
+        # (1, V) logits whose token is not sampled yet, each with whether it follows an accepted draft.
+        self.queued: list[tuple[torch.Tensor, bool]] = [(first_logits, False)]
         self.passes: list[tuple[int, int]] = []
         self.drafted = self.accepted = 0
 
     def next_logits(self) -> torch.Tensor:
         """Return the ``(1, V)`` logits of the next token; :meth:`advance` must have run since the last call
         when nothing is queued."""
-        return self.queued.pop(0)
+        logits, after_draft = self.queued.pop(0)
+        # A draft counts as accepted once the reply uses it: accepted drafts after the reply's end do not.
+        self.accepted += after_draft
+        return logits
 
     def advance(self, token: int, room: int) -> None:
         """Take the sampled ``token`` and run a decode pass, unless its successor's logits are queued already.
@@ -254,7 +259,7 @@ class _Decoder:
         fed = torch.tensor([[token, *draft]], device=device)
         self.passes.append((cached, fed.shape[1]))
         if not draft:
-            self.queued.append(self.routed.decode(fed, self.state))
+            self.queued.append((self.routed.decode(fed, self.state), False))
             return
         logits = self.routed.verify(fed, self.state)[0]  # (1 + drafts, V)
         choices = logits.index_fill(1, self.banned, float("-inf")).argmax(dim=-1).tolist() if len(self.banned) \
@@ -264,8 +269,8 @@ class _Decoder:
             accepted += 1
         self.routed.rewind(self.state, len(draft) - accepted)
         self.drafted += len(draft)
-        self.accepted += accepted
-        self.queued.extend(logits[index:index + 1] for index in range(accepted + 1))
+        # Row 0 follows the new token; rows 1..accepted follow accepted drafts.
+        self.queued.extend((logits[index:index + 1], index > 0) for index in range(accepted + 1))
 
 
 def stream_tokens(routed: RoutedCausalLM, tokenizer: PreTrainedTokenizerBase, prompt_ids: list[int],

@@ -375,6 +375,9 @@ class RoutedCausalLM(nn.Module):
     @staticmethod
     def rewind(state: GenerationState, positions: int) -> None:
         """Drop the last ``positions`` positions of every row from ``state``, as if they had never been run."""
+        if not 0 <= positions < state.attention_mask.shape[1]:
+            raise ValueError(f"positions must be in [0, {state.attention_mask.shape[1]}) for a state of "
+                             f"{state.attention_mask.shape[1]} positions, got {positions}")
         if positions == 0:
             return
         state.cache.drop_last(positions)

@@ -78,6 +78,8 @@ def test_drafting_keeps_replies_and_is_reported(tiny_model_dir: Path) -> None:
     assert drafting["decode_passes"] < without["decode_passes"]
     # The full-depth reference decodes one token per pass, so the two replies have the same reference FLOPs.
     assert drafting["flops_full"] == without["flops_full"]
+    per_call = drafted.invoke(prompt, draft_tokens=0).response_metadata["compute"]
+    assert (per_call["tokens_drafted"], per_call["decode_passes"]) == (0, without["decode_passes"])
 
 
 def test_max_tokens_gives_length_finish(tiny_model_dir: Path) -> None:

@@ -64,6 +64,20 @@ def test_verify_and_rewind_match_decode(skip: frozenset[int]) -> None:
     torch.testing.assert_close(after_rewind[0], one_by_one[1], rtol=1e-4, atol=1e-4)
 
 
+def test_rewind_rejects_more_than_the_state_holds() -> None:
+    routed, override = _routed()
+    prompt = torch.randint(5, 500, (1, 4), generator=torch.Generator().manual_seed(2))
+    _, state = routed.prefill(prompt, torch.ones_like(prompt), override=override)
+    routed.verify(torch.tensor([[11, 12]]), state)
+    with pytest.raises(ValueError, match=r"positions must be in \[0, 6\) for a state of 6 positions, got 6"):
+        routed.rewind(state, 6)
+    with pytest.raises(ValueError, match="cannot drop 7 positions"):
+        state.cache.drop_last(7)
+    # A failed call changes nothing.
+    assert [state.cache.seq_length(block) for block in range(4)] == [6, 6, 6, 6]
+    assert state.attention_mask.shape[1] == 6
+
+
 def _reply(tiny_model_dir, prompt: list[int], draft_tokens: int, **settings: object) -> GenerationResult:
     from layerroute_agent.runtime import get_runtime
 
@@ -93,6 +107,8 @@ def test_drafting_keeps_reply_in_fewer_passes(tiny_model_dir) -> None:
     assert drafted.tokens_accepted > 0, "the prompt repeats the reply, so some drafts must be accepted"
     assert drafted.decode_calls < plain.decode_calls
     assert drafted.one_token_decode_calls == plain.one_token_decode_calls == plain.decode_calls
+    # Every pass gives one token of its own plus the accepted drafts the reply uses.
+    assert drafted.decode_calls + drafted.tokens_accepted == drafted.one_token_decode_calls
     assert all(width == 1 for _, width in plain.decode_passes)
     assert sum(width for _, width in drafted.decode_passes) == drafted.decode_calls + drafted.tokens_drafted
     # Each pass starts where the kept tokens end: rejected drafts leave no position behind.
@@ -107,12 +123,16 @@ def test_drafting_respects_limit_and_stop(tiny_model_dir) -> None:
     prompt = _repetitive_prompt(tiny_model_dir)
     plain = _reply(tiny_model_dir, prompt, 0)
     # Late limits, so that drafts were accepted before them (this prompt's drafts match only late in the reply).
-    for settings in ({"max_new_tokens": len(plain.token_ids) - 1}, {"stop": (plain.text[-5:-2],)}):
+    # The stop string is the last 3 characters of the reply that do not occur earlier in it.
+    stop = next(piece for start in range(len(plain.text) - 3, 0, -1)
+                if plain.text.index(piece := plain.text[start:start + 3]) == start)
+    for settings in ({"max_new_tokens": len(plain.token_ids) - 1}, {"stop": (stop,)}):
         expected = _reply(tiny_model_dir, prompt, 0, **settings)
         drafted = _reply(tiny_model_dir, prompt, 4, **settings)
         assert (drafted.token_ids, drafted.text, drafted.finish_reason) == \
             (expected.token_ids, expected.text, expected.finish_reason), settings
         assert drafted.tokens_accepted > 0, settings
+        assert drafted.decode_calls + drafted.tokens_accepted == drafted.one_token_decode_calls, settings
 
 
 def test_sampling_does_not_draft(tiny_model_dir) -> None:
