@@ -2,14 +2,20 @@
 
 Data flow: engines x steps x rounds -> :class:`~benchmarks.engines.Measurement` rows -> medians per
 (engine, step) in :class:`StepSummary` -> totals per step kind -> the ``ratios`` object.
+
+``python -m benchmarks.latency_summary RUN.json`` prints the ratios of a saved run as this version
+computes them, so runs saved before a ratio was added or redefined can be compared.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
+import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 from benchmarks.agent_steps import AgentStep
 from benchmarks.engines import Engine, Measurement, normalised_step_seconds
@@ -147,7 +153,8 @@ def compute_ratios(summaries: Sequence[StepSummary]) -> dict[str, float | None]:
       of the speed-up that routing brings when both decode the same way;
     * ``time_to_flops_saving``: (1 - routed / all-blocks seconds) / (1 - routed / all-blocks FLOPs), tool-call
       steps. Both ``LayerRouteChat`` engines decode the same way, so routing is the only difference. ``None``
-      when routing saved no FLOPs;
+      when routing saved no FLOPs. ``time_to_flops_saving_routed_steps`` keeps only the tool-call steps where
+      the routed engine ran fewer FLOPs, because on the others the two engines differ by noise alone;
     * ``vs_chat_huggingface``: ChatHuggingFace / routed, on the steps ChatHuggingFace serves; the
       ``_tool_call`` variant keeps only its tool-call steps;
     * ``vs_llama_cpp``: llama.cpp / routed, every step.
@@ -166,6 +173,9 @@ def compute_ratios(summaries: Sequence[StepSummary]) -> dict[str, float | None]:
                                                       _totals(summaries, ROUTED, tool))
     ratios["time_to_flops_saving"] = _time_to_flops(_totals(summaries, ROUTED, tool),
                                                     _totals(summaries, ALL_BLOCKS, tool))
+    routed_tool = _fewer_flops_when_routed(summaries, tool)
+    ratios["time_to_flops_saving_routed_steps"] = _time_to_flops(_totals(summaries, ROUTED, routed_tool),
+                                                                 _totals(summaries, ALL_BLOCKS, routed_tool))
     ratios["vs_chat_huggingface"] = _ratio(_totals(summaries, CHAT_HF, served_by_chat_hf),
                                            _totals(summaries, ROUTED, served_by_chat_hf))
     served_tool = served_by_chat_hf & tool
@@ -173,6 +183,13 @@ def compute_ratios(summaries: Sequence[StepSummary]) -> dict[str, float | None]:
                                                      _totals(summaries, ROUTED, served_tool))
     ratios["vs_llama_cpp"] = _ratio(_totals(summaries, LLAMA_CPP, every), _totals(summaries, ROUTED, every))
     return ratios
+
+
+def _fewer_flops_when_routed(summaries: Sequence[StepSummary], steps: set[str]) -> set[str]:
+    """Return the steps among ``steps`` where the routed engine ran fewer FLOPs than the all-blocks one."""
+    flops = {(s.engine, s.step): s.flops for s in summaries}
+    return {step for step in steps
+            if (ROUTED, step) in flops and (ALL_BLOCKS, step) in flops and flops[ROUTED, step] < flops[ALL_BLOCKS, step]}
 
 
 def _time_to_flops(routed: tuple | None, all_blocks: tuple | None) -> float | None:
@@ -188,6 +205,25 @@ def summary_rows(summaries: Sequence[StepSummary]) -> list[dict]:
     return [{**asdict(s), "flops_saved_share": s.flops_saved_share} for s in summaries]
 
 
+def ratios_of_saved_run(path: Path) -> dict[str, float | None]:
+    """Return :func:`compute_ratios` of the ``summaries`` in a JSON file written by ``step_latency --json``."""
+    names = {field.name for field in fields(StepSummary)}
+    rows = json.loads(path.read_text())["summaries"]
+    return compute_ratios([StepSummary(**{key: value for key, value in row.items() if key in names}) for row in rows])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the ratios of each saved run named on the command line; return the exit status."""
+    paths = [Path(arg) for arg in (sys.argv[1:] if argv is None else argv)]
+    if not paths:
+        print("usage: python -m benchmarks.latency_summary RUN.json [RUN.json ...]", file=sys.stderr)
+        return 2
+    for path in paths:
+        ratios = ratios_of_saved_run(path)
+        print(f"{path}: " + json.dumps({key: None if value is None else round(value, 4) for key, value in ratios.items()}))
+    return 0
+
+
 __all__ = [
     "ALL_BLOCKS",
     "BASELINE",
@@ -196,7 +232,12 @@ __all__ = [
     "ROUTED",
     "StepSummary",
     "compute_ratios",
+    "ratios_of_saved_run",
     "run_rounds",
     "summarise",
     "summary_rows",
 ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

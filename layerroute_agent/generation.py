@@ -52,7 +52,8 @@ class GenerationConfig:
     draft_tokens: int = 0
     """Maximum number of tokens copied from earlier in the prompt or reply
     (:class:`~layerroute_agent.drafting.PromptLookup`) that one decode pass checks after the new token. A
-    drafted token is kept only where it equals the model's greedy choice in that pass. Only greedy decoding
+    pass drafts at most one token more than the previous pass accepted. A drafted token is kept only where
+    it equals the model's greedy choice in that pass. Only greedy decoding
     without ``constraint`` drafts, and 0 turns drafting off.
 
     NOTE: in bf16 a pass of several tokens can round differently from one-token passes, so a near-tie between
@@ -224,13 +225,15 @@ class _Decoder:
     """Runs the decode passes of one reply and hands out next-token logits one token at a time.
 
     With drafting, a pass runs the new token followed by drafted tokens, and the logits of every accepted
-    draft are queued, so the tokens they predict need no pass of their own.
+    draft are queued, so the tokens they predict need no pass of their own. The first pass drafts up to
+    ``draft_tokens`` tokens and every later one at most one more than the pass before it accepted.
     """
 
     def __init__(self, routed: RoutedCausalLM, state: GenerationState, first_logits: torch.Tensor,
                  drafter: PromptLookup | None, draft_tokens: int, banned: torch.Tensor) -> None:
         self.routed, self.state, self.drafter = routed, state, drafter
         self.draft_tokens, self.banned = draft_tokens, banned
+        self.draft_length = draft_tokens
         # (1, V) logits whose token is not sampled yet, each with whether it follows an accepted draft.
         self.queued: list[tuple[torch.Tensor, bool]] = [(first_logits, False)]
         self.passes: list[tuple[int, int]] = []
@@ -253,7 +256,7 @@ class _Decoder:
             self.drafter.extend([token])
         if self.queued:
             return
-        draft = [] if self.drafter is None else self.drafter.propose(min(self.draft_tokens, room - 1))
+        draft = [] if self.drafter is None else self.drafter.propose(min(self.draft_length, room - 1))
         cached = self.state.attention_mask.shape[1]
         device = self.state.attention_mask.device
         fed = torch.tensor([[token, *draft]], device=device)
@@ -269,6 +272,9 @@ class _Decoder:
             accepted += 1
         self.routed.rewind(self.state, len(draft) - accepted)
         self.drafted += len(draft)
+        # Draft one token more than this pass accepted: prose, whose drafts mostly fail, then wastes about one
+        # token per pass, while a run of copied tokens grows back to the maximum in a few passes.
+        self.draft_length = min(self.draft_tokens, accepted + 1)
         # Row 0 follows the new token; rows 1..accepted follow accepted drafts.
         self.queued.extend((logits[index:index + 1], index > 0) for index in range(accepted + 1))
 

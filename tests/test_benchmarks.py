@@ -75,6 +75,7 @@ def test_ratio_arithmetic() -> None:
     # Against all-blocks LayerRouteChat (its rejected drafts cost 4% extra): seconds saved 1 - 8 / 10.2 against
     # FLOPs saved 1 - 75 / 104 on the tool-call step.
     assert ratios["time_to_flops_saving"] == pytest.approx((1 - 8.0 / 10.2) / (1 - 75 / 104))
+    assert ratios["time_to_flops_saving_routed_steps"] == pytest.approx(ratios["time_to_flops_saving"])
     # ChatHuggingFace served the planning step only.
     assert ratios["vs_chat_huggingface"] == pytest.approx(6.0 / 4.0)
     assert ratios["vs_chat_huggingface_tool_call"] is None
@@ -96,6 +97,16 @@ def test_ratios_missing_engine_are_none() -> None:
     assert ratios["tool_call_speedup"] is None
     assert ratios["routing_overhead"] is None
     assert ratios["vs_llama_cpp"] is None
+
+
+def test_time_to_flops_on_routed_steps_leaves_out_others() -> None:
+    rows = [_summary("layerroute_all_blocks", "short", "tool_call", 2.0, flops=100),
+            _summary("layerroute", "short", "tool_call", 1.6, flops=80),
+            _summary("layerroute_all_blocks", "long", "tool_call", 5.0, flops=300),
+            _summary("layerroute", "long", "tool_call", 5.3, flops=300)]
+    ratios = compute_ratios(rows)
+    assert ratios["time_to_flops_saving"] == pytest.approx((1 - 6.9 / 7.0) / (1 - 380 / 400))
+    assert ratios["time_to_flops_saving_routed_steps"] == pytest.approx((1 - 1.6 / 2.0) / (1 - 80 / 100))
 
 
 def test_time_to_flops_none_without_saving() -> None:
@@ -257,3 +268,17 @@ def test_decode_profile_on_tiny_model(tiny_model_dir: Path) -> None:
     table = profile_table(routed, prompt, tokens=3, rows=5)
     assert "aten::" in table
     assert "Self CPU" in table
+
+
+def test_ratios_of_saved_run_match(tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    from benchmarks.latency_summary import main, ratios_of_saved_run
+
+    rows = [_summary("transformers", "t", "tool_call", 10.0), _summary("layerroute_all_blocks", "t", "tool_call", 9.0),
+            _summary("layerroute", "t", "tool_call", 8.0, flops=80)]
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"summaries": [{**asdict(row), "flops_saved_share": 0.0} for row in rows]}))
+    assert ratios_of_saved_run(path) == compute_ratios(rows)
+    assert main([str(path)]) == 0
+    assert main([]) == 2

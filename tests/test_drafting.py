@@ -113,9 +113,13 @@ def test_drafting_keeps_reply_in_fewer_passes(tiny_model_dir) -> None:
     assert sum(width for _, width in drafted.decode_passes) == drafted.decode_calls + drafted.tokens_drafted
     # Each pass starts where the kept tokens end: rejected drafts leave no position behind.
     kept = len(prompt)
-    for (cached, width), (next_cached, _) in zip(drafted.decode_passes, drafted.decode_passes[1:]):
+    for (cached, width), (next_cached, next_width) in zip(drafted.decode_passes, drafted.decode_passes[1:]):
         assert cached == kept
         assert kept < next_cached <= cached + width
+        # After a pass with drafts, the next pass drafts at most one token more than that pass accepted.
+        accepted = next_cached - cached - 1
+        if width > 1:
+            assert next_width - 1 <= accepted + 1
         kept = next_cached
 
 
