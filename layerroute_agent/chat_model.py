@@ -96,6 +96,14 @@ def _checked_max_tokens(value: Any, default: int) -> int:
     return value
 
 
+def _checked_draft_tokens(value: Any, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"draft_tokens must be an integer >= 0 (0 turns drafting off), got {value!r}")
+    return value
+
+
 def _forced_reply(tool_choice: str | None, names: list[str], json_reply: bool, tokenizer: PreTrainedTokenizerBase
                   ) -> tuple[str, JsonReplyConstraint | None]:
     """Return the text a reply is forced to start with and the constraint that steers the rest.
@@ -365,7 +373,7 @@ class LayerRouteChat(BaseChatModel):
             top_p=kwargs.get("top_p", self.top_p),
             seed=kwargs.get("seed", self.seed),
             stop=tuple(stop or self.stop or ()),
-            draft_tokens=kwargs.get("draft_tokens", self.draft_tokens),
+            draft_tokens=_checked_draft_tokens(kwargs.get("draft_tokens"), self.draft_tokens),
         )
 
     def _prompt_ids(self, runtime: RoutedRuntime, messages: list[BaseMessage], tools: list[dict] | None,

@@ -228,6 +228,10 @@ def test_bad_call_settings_name_the_argument(llm: LayerRouteChat) -> None:
     assert llm.invoke("x", max_tokens=None).usage_metadata["output_tokens"] <= llm.max_tokens
     with pytest.raises(ValueError, match="tool_choice {'type': 'web'} is not supported"):
         llm.bind_tools([get_weather], tool_choice={"type": "web"})
+    for bad in (-1, 2.5, "4", True):
+        with pytest.raises(ValueError, match=r"draft_tokens must be an integer >= 0 \(0 turns drafting off\), got "):
+            llm.invoke("x", draft_tokens=bad)
+    assert llm.invoke("x", draft_tokens=None).usage_metadata["output_tokens"] <= llm.max_tokens
 
 
 def test_too_long_prompt_is_rejected(llm: LayerRouteChat) -> None:
