@@ -99,7 +99,7 @@ def test_ratios_missing_engine_are_none() -> None:
     assert ratios["vs_llama_cpp"] is None
 
 
-def test_time_to_flops_on_routed_steps_leaves_out_others() -> None:
+def test_time_to_flops_routed_steps_only() -> None:
     rows = [_summary("layerroute_all_blocks", "short", "tool_call", 2.0, flops=100),
             _summary("layerroute", "short", "tool_call", 1.6, flops=80),
             _summary("layerroute_all_blocks", "long", "tool_call", 5.0, flops=300),

@@ -51,7 +51,7 @@ def test_step_after_tool_result_matches_base_model(llm: LayerRouteChat) -> None:
     assert [(c["name"], c["args"]) for c in routed.tool_calls] == [(c["name"], c["args"]) for c in base.tool_calls]
 
 
-def test_drafting_gives_the_same_tool_call_in_fewer_passes(llm: LayerRouteChat) -> None:
+def test_drafting_same_call_fewer_passes(llm: LayerRouteChat) -> None:
     question = "What is the weather in Lyon right now?"
     drafted = llm.bind_tools([get_weather]).invoke(question)
     plain = LayerRouteChat(max_tokens=llm.max_tokens, draft_tokens=0).bind_tools([get_weather]).invoke(question)
