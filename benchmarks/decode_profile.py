@@ -88,10 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     routed = runtime.routed
     print(f"{step.name}: {prompt.shape[1]} prompt tokens, {args.dtype}, {torch.get_num_threads()} threads")
     _timings("eager", routed, prompt, args.tokens)
-    one = seconds_per_pass(routed, prompt, 1, args.tokens)
+    one_token_seconds = seconds_per_pass(routed, prompt, 1, args.tokens)
     for width in (1, 2, 3, 5, 8):
         seconds = seconds_per_pass(routed, prompt, width, args.tokens)
-        print(f"pass of {width} tokens: {seconds * 1000:.1f} ms, {seconds / one:.2f} x a pass of 1", flush=True)
+        print(f"pass of {width} tokens: {seconds * 1000:.1f} ms, {seconds / one_token_seconds:.2f} x a pass of 1",
+              flush=True)
     print(profile_table(routed, prompt, args.tokens, args.rows))
     if args.compile_blocks:
         for layer in routed.parts.layers:

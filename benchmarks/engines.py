@@ -54,7 +54,7 @@ class Measurement:
     tokens_drafted: int = 0
     """Drafted tokens that decode passes checked (``LayerRouteChat`` only)."""
     tokens_accepted: int = 0
-    """Drafted tokens kept."""
+    """Drafted tokens accepted into the reply."""
     extra_draft_flops: int = 0
     """FLOPs the step ran beyond one-token decoding of the same reply: rejected drafts, and accepted ones
     after the reply's end."""
@@ -233,9 +233,8 @@ class LayerRouteEngine:
         step_seconds = time.perf_counter() - started
         compute = reply.response_metadata["compute"]
         generated = compute["tokens_out"]
-        # The loop stops before a forward pass once max_tokens tokens exist; an earlier end-of-turn token took one.
-        # NOTE: a reply cut by a stop string would have one pass fewer; the benchmark sets no stop strings.
-        calls = generated - 1 if generated == step.new_tokens else generated
+        # One-token decoding would run a pass for each pass run here plus each accepted draft.
+        calls = compute["decode_passes"] + compute["tokens_accepted"]
         routers = 0 if compute["routing"] in FULL_DEPTH_REASONS else self.num_blocks
         blocks = len(compute["blocks_run"])
         one_token = self.llm.runtime.counter.step(compute["tokens_in"], calls, blocks, routers)

@@ -3,12 +3,15 @@
 Run it from the repository root, with the project's virtualenv active::
 
     python examples/quickstart.py
+    python examples/quickstart.py --draft-tokens 0   # decode one token per pass
 
 The README's "Use" section shows this script's output. It makes three short calls (at most 48 new
 tokens each) on the offline default model.
 """
 
 from __future__ import annotations
+
+import argparse
 
 from langchain_core.tools import tool
 
@@ -24,7 +27,13 @@ def get_weather(city: str) -> str:
 
 
 def main() -> None:
-    llm = LayerRouteChat(max_tokens=48)
+    parser = argparse.ArgumentParser(description="Invoke, stream and call a tool with LayerRouteChat.")
+    parser.add_argument("--draft-tokens", type=int, default=LayerRouteChat.model_fields["draft_tokens"].default,
+                        help="max drafted tokens per decode pass (default 4); 0 decodes one token per pass")
+    args = parser.parse_args()
+    if args.draft_tokens < 0:
+        parser.error(f"--draft-tokens must be >= 0 (0 turns drafting off), got {args.draft_tokens}")
+    llm = LayerRouteChat(max_tokens=48, draft_tokens=args.draft_tokens)
 
     reply = llm.invoke("Name one prime number greater than 10. Reply with the number only.")
     print("invoke:", repr(reply.text))

@@ -400,12 +400,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "those steps run the base model (LayerRouteChat(route_after_tool_results=False))")
     parser.add_argument("--full-depth", action="store_true",
                         help="run every block on every step, with the adapter's LoRA kept (LayerRouteChat(routing=False))")
+    parser.add_argument("--draft-tokens", type=int, default=LayerRouteChat.model_fields["draft_tokens"].default,
+                        help="max drafted tokens per decode pass (default 4); 0 decodes one token per pass "
+                             "(LayerRouteChat(draft_tokens=...))")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the episode report as JSON to PATH")
     parser.add_argument("--csv", type=Path, metavar="PATH", help="write one CSV row per model call to PATH")
     parser.add_argument("--plot", type=Path, metavar="PATH",
                         help="write a PNG chart of the FLOPs per model call to PATH (needs the plot extra)")
     args = parser.parse_args(argv)
     check_step_limits(parser, args)
+    if args.draft_tokens < 0:
+        parser.error(f"--draft-tokens must be >= 0 (0 turns drafting off), got {args.draft_tokens}")
     if args.plot is not None and args.plot.suffix.lower() != ".png":
         parser.error(f"--plot writes a PNG file, so PATH must end in .png, got {str(args.plot)!r}")
     return args
@@ -429,7 +434,7 @@ def build_llm(args: argparse.Namespace) -> LayerRouteChat:
     adapter = None if args.adapter.lower() == "none" else args.adapter
     return LayerRouteChat(model=args.model, adapter=adapter, max_tokens=args.max_tokens,
                           parallel_tool_calls=args.parallel_tool_calls, routing=not args.full_depth,
-                          route_after_tool_results=args.route_after_tool_results)
+                          route_after_tool_results=args.route_after_tool_results, draft_tokens=args.draft_tokens)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -238,10 +238,11 @@ class LayerRouteChat(BaseChatModel):
     with a free reply are routed."""
     draft_tokens: int = Field(default=4, ge=0)
     """Maximum number of tokens copied from earlier in the prompt or reply as a draft that one decode pass
-    checks (default 4; 0 turns drafting off). A pass drafts at most one more than the previous one accepted. A drafted token is kept only where it equals the model's own
-    greedy choice, so tool calls, which copy names and arguments from the prompt, need fewer passes. Only
-    greedy decoding drafts: sampled replies, forced tool calls and structured output decode one token per
-    pass. A call's own ``draft_tokens`` argument overrides it."""
+    checks (default 4; 0 turns drafting off). A pass drafts at most one more than the previous one accepted.
+    A drafted token is kept only where it equals the model's own greedy choice, so tool calls, which copy
+    names and arguments from the prompt, need fewer passes. Only greedy decoding drafts: sampled replies,
+    forced tool calls and structured output decode one token per pass. A call's own ``draft_tokens``
+    argument overrides it."""
     parallel_tool_calls: bool = True
     """``False`` ends a reply at the end of its first complete tool call, so each step makes at most one call
     and decodes no further. ``bind_tools(..., parallel_tool_calls=...)`` and a call's own argument override it."""

@@ -5,8 +5,8 @@ schemas and argument values from the user's request. :class:`PromptLookup` finds
 the sequence (prompt and reply so far) at an earlier place and proposes the tokens that followed them
 there. The model checks the proposal in one pass (:meth:`~layerroute_agent.routing.RoutedCausalLM.verify`)
 and keeps the drafted tokens that equal its own greedy choice in that pass, so the reply takes fewer
-passes. A decode pass of a small model on a CPU is bound by reading the weights, which it does once
-whatever the number of tokens in it, so a pass of a few tokens costs little more than a pass of one
+passes. A decode pass of a small model on a CPU is bound by reading the weights, and it reads them once
+whatever the number of tokens in it. So a pass of a few tokens costs little more than a pass of one
 (``python -m benchmarks.decode_profile`` times both).
 """
 

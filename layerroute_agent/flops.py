@@ -111,17 +111,21 @@ class FlopsCounter:
         """
         return sum(self.decode(cached + offset + 1, blocks_run) for offset in range(tokens))
 
-    def step(self, prompt_tokens: int, decoded_tokens: int, blocks_run: int, routers_evaluated: int = 0,
-             passes: Sequence[tuple[int, int]] | None = None) -> int:
-        """FLOPs of a whole generation step: prefill, then its decode passes.
+    def step(self, prompt_tokens: int, decoded_tokens: int, blocks_run: int, routers_evaluated: int = 0) -> int:
+        """FLOPs of a whole generation step: prefill, then ``decoded_tokens`` one-token decode calls.
 
-        Without ``passes`` the step runs ``decoded_tokens`` one-token decode calls, the ``i``-th (0-based)
-        feeding token ``prompt_tokens + i`` that attends to ``prompt_tokens + i + 1`` keys. ``passes`` gives
-        the decode passes as run instead, as (positions cached before the pass, tokens in it), and then
-        ``decoded_tokens`` is not read. Drafted tokens that were rejected count: they were computed.
+        The ``i``-th decode call (0-based) feeds token ``prompt_tokens + i`` and attends to
+        ``prompt_tokens + i + 1`` keys.
         """
-        if passes is None:
-            passes = [(prompt_tokens + i, 1) for i in range(decoded_tokens)]
+        passes = [(prompt_tokens + i, 1) for i in range(decoded_tokens)]
+        return self.step_with_passes(prompt_tokens, passes, blocks_run, routers_evaluated)
+
+    def step_with_passes(self, prompt_tokens: int, passes: Sequence[tuple[int, int]], blocks_run: int,
+                         routers_evaluated: int = 0) -> int:
+        """FLOPs of a whole generation step: prefill, then ``passes`` as (positions cached before, tokens run).
+
+        Drafted tokens that were rejected count, because they were computed.
+        """
         total = self.prefill(prompt_tokens, blocks_run) + self.routers(prompt_tokens, routers_evaluated)
         return total + sum(self.decode_pass(cached, tokens, blocks_run) for cached, tokens in passes)
 

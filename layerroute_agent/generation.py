@@ -93,9 +93,6 @@ class GenerationResult:
     decode_passes: list[tuple[int, int]] = field(default_factory=list)
     """Each decode forward run after prefill, as (positions cached before it, tokens it ran). Without
     drafting every pass runs one token."""
-    one_token_decode_calls: int = 0
-    """Decode forwards that one-token-at-a-time decoding runs for the same reply: one per token sampled after
-    the first (the end-of-turn token included)."""
     tokens_drafted: int = 0
     """Drafted tokens that decode passes checked."""
     tokens_accepted: int = 0
@@ -106,6 +103,13 @@ class GenerationResult:
     def decode_calls(self) -> int:
         """Number of decode forwards run after prefill."""
         return len(self.decode_passes)
+
+    @property
+    def one_token_decode_calls(self) -> int:
+        """Number of decode forwards that one-token-at-a-time decoding runs for the same reply: one per token
+        sampled after the first, the end-of-turn token included. Each pass samples its own token plus the
+        accepted drafts."""
+        return self.decode_calls + self.tokens_accepted
 
 
 def _end_token_ids(tokenizer: PreTrainedTokenizerBase, generation_config: object | None) -> set[int]:
@@ -130,6 +134,11 @@ def _turn_start_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
         if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
             ids.append(token_id)
     return ids
+
+
+def _without_banned(logits: torch.Tensor, banned: torch.Tensor) -> torch.Tensor:
+    """Return ``(N, V)`` logits with the ``banned`` token ids set to ``-inf``."""
+    return logits.index_fill(1, banned, float("-inf")) if len(banned) else logits
 
 
 def _sample(logits: torch.Tensor, config: GenerationConfig, generator: torch.Generator | None) -> int:
@@ -265,8 +274,7 @@ class _Decoder:
             self.queued.append((self.routed.decode(fed, self.state), False))
             return
         logits = self.routed.verify(fed, self.state)[0]  # (1 + drafts, V)
-        choices = logits.index_fill(1, self.banned, float("-inf")).argmax(dim=-1).tolist() if len(self.banned) \
-            else logits.argmax(dim=-1).tolist()
+        choices = _without_banned(logits, self.banned).argmax(dim=-1).tolist()
         accepted = 0
         while accepted < len(draft) and choices[accepted] == draft[accepted]:
             accepted += 1
@@ -298,7 +306,7 @@ def stream_tokens(routed: RoutedCausalLM, tokenizer: PreTrainedTokenizerBase, pr
     prefill_seconds = time.perf_counter() - started
     generated: list[int] = []
     detokenizer = _IncrementalDetokenizer(tokenizer)
-    text, emitted, finish_reason, sampled = "", "", "length", 0
+    text, emitted, finish_reason = "", "", "length"
     started = time.perf_counter()
     end_index = torch.tensor(sorted(end_ids), device=device)
     banned = torch.tensor(_turn_start_ids(tokenizer), dtype=torch.long, device=device)
@@ -309,10 +317,8 @@ def stream_tokens(routed: RoutedCausalLM, tokenizer: PreTrainedTokenizerBase, pr
         logits = decoder.next_logits()
         if config.constraint is not None:
             logits = _constrained(logits, config.constraint, text, end_index)
-        if len(banned):
-            logits = logits.index_fill(1, banned, float("-inf"))
+        logits = _without_banned(logits, banned)
         token = _sample(logits[0], config, generator)
-        sampled += 1
         if token in end_ids:
             finish_reason = "stop"
             break
@@ -340,8 +346,8 @@ def stream_tokens(routed: RoutedCausalLM, tokenizer: PreTrainedTokenizerBase, pr
     yield GenerationResult(
         text=final_text, token_ids=generated, finish_reason=finish_reason, prompt_tokens=len(prompt_ids),
         decisions=state.decisions, prefill_seconds=prefill_seconds, decode_seconds=decode_seconds,
-        decode_passes=decoder.passes, one_token_decode_calls=sampled - 1, tokens_drafted=decoder.drafted,
-        tokens_accepted=decoder.accepted, stop_token_ids=end_ids,
+        decode_passes=decoder.passes, tokens_drafted=decoder.drafted, tokens_accepted=decoder.accepted,
+        stop_token_ids=end_ids,
     )
 
 __all__ = ["DecodingConstraint", "GenerationConfig", "GenerationResult", "stream_tokens"]

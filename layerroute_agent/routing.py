@@ -346,7 +346,9 @@ class RoutedCausalLM(nn.Module):
         length = token_ids.shape[1]
         state.attention_mask = torch.cat([state.attention_mask, state.attention_mask.new_ones(token_ids.shape)], dim=1)
         hidden_states = self.parts.embed_tokens(token_ids)
-        position_ids = state.next_positions + torch.arange(length, device=token_ids.device)  # (B, T)
+        position_ids = state.next_positions  # (B, T)
+        if length > 1:
+            position_ids = position_ids + torch.arange(length, device=token_ids.device)
         position_embeddings = self.parts.rotary_emb(hidden_states, position_ids)
         # Several new tokens need a causal mask among themselves; SDPA's own causal mask assumes no cache.
         needs_mask = state.padded or length > 1

@@ -114,7 +114,7 @@ class RoutedRuntime:
             routing=full_depth_reason or self.routing_label,
             blocks_run=blocks_run,
             blocks_skipped=result.decisions.blocks_skipped(0),
-            flops_executed=self.counter.step(prompt, 0, len(blocks_run), routers, passes=result.decode_passes),
+            flops_executed=self.counter.step_with_passes(prompt, result.decode_passes, len(blocks_run), routers),
             # The reference is the base model decoding one token per pass, so drafting never flatters the saving.
             flops_full=self.full_counter.step(prompt, result.one_token_decode_calls, self.routed.num_blocks, 0),
             tokens_in=prompt,

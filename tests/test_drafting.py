@@ -108,19 +108,19 @@ def test_drafting_keeps_reply_in_fewer_passes(tiny_model_dir) -> None:
     assert drafted.decode_calls < plain.decode_calls
     assert drafted.one_token_decode_calls == plain.one_token_decode_calls == plain.decode_calls
     # Every pass gives one token of its own plus the accepted drafts the reply uses.
-    assert drafted.decode_calls + drafted.tokens_accepted == drafted.one_token_decode_calls
+    assert drafted.decode_calls + drafted.tokens_accepted == plain.decode_calls
     assert all(width == 1 for _, width in plain.decode_passes)
     assert sum(width for _, width in drafted.decode_passes) == drafted.decode_calls + drafted.tokens_drafted
     # Each pass starts where the kept tokens end: rejected drafts leave no position behind.
-    kept = len(prompt)
+    kept_positions = len(prompt)
     for (cached, width), (next_cached, next_width) in zip(drafted.decode_passes, drafted.decode_passes[1:]):
-        assert cached == kept
-        assert kept < next_cached <= cached + width
+        assert cached == kept_positions
+        assert kept_positions < next_cached <= cached + width
         # After a pass with drafts, the next pass drafts at most one token more than that pass accepted.
         accepted = next_cached - cached - 1
         if width > 1:
             assert next_width - 1 <= accepted + 1
-        kept = next_cached
+        kept_positions = next_cached
 
 
 def test_drafting_respects_limit_and_stop(tiny_model_dir) -> None:
@@ -136,7 +136,7 @@ def test_drafting_respects_limit_and_stop(tiny_model_dir) -> None:
         assert (drafted.token_ids, drafted.text, drafted.finish_reason) == \
             (expected.token_ids, expected.text, expected.finish_reason), settings
         assert drafted.tokens_accepted > 0, settings
-        assert drafted.decode_calls + drafted.tokens_accepted == drafted.one_token_decode_calls, settings
+        assert drafted.decode_calls + drafted.tokens_accepted == expected.decode_calls, settings
 
 
 def test_sampling_does_not_draft(tiny_model_dir) -> None:

@@ -345,3 +345,12 @@ def test_routing_options_reach_chat_model() -> None:
     changed = example.build_llm(example.parse_args(flags))
     assert (changed.parallel_tool_calls, changed.routing, changed.route_after_tool_results) == (True, False, True)
     assert changed.adapter is None
+    assert default.draft_tokens == 4
+    assert example.build_llm(example.parse_args(["--adapter", "none", "--draft-tokens", "0"])).draft_tokens == 0
+
+
+def test_draft_tokens_option_rejects_negative(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        example.parse_args(["--draft-tokens", "-1"])
+
+    assert "--draft-tokens must be >= 0 (0 turns drafting off), got -1" in capsys.readouterr().err

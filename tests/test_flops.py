@@ -117,8 +117,8 @@ def test_verify_pass_matches_flop_counter() -> None:
 def test_step_counts_decode_passes_as_run() -> None:
     counter = FlopsCounter(ModelShape.from_config(QWEN25_05B))
     one_token = [(50 + i, 1) for i in range(5)]
-    assert counter.step(50, 0, 20, passes=one_token) == counter.step(50, 5, 20)
+    assert counter.step_with_passes(50, one_token, 20) == counter.step(50, 5, 20)
     # Two passes of 3 tokens, the second after one draft was rejected: the rejected draft still counts.
     drafted = [(50, 3), (52, 3)]
     expected = counter.prefill(50, 20) + sum(counter.decode(context, 20) for context in (51, 52, 53, 53, 54, 55))
-    assert counter.step(50, 0, 20, passes=drafted) == expected
+    assert counter.step_with_passes(50, drafted, 20) == expected
